@@ -1,0 +1,45 @@
+"""evlog: record analytics and diagnostic events and ship them to the backends your team already uses.
+
+    import evlog
+    evlog.configure(exporters=["console"])
+    evlog.log_event("user_logged_in", data={"username": "alice"})
+
+``import evlog`` is light: exporters (and their requests / OpenTelemetry imports) load only when configured.
+"""
+
+from __future__ import annotations
+
+from evlog._client import Stats, configure, flush, log_event, shutdown, stats
+from evlog._config import Config
+from evlog._errors import ConfigError, EvlogError, ExporterError, InvalidEventError
+from evlog._event import Event, ExceptionInfo, Level, TraceContext, User
+from evlog._report import Drop, DropReason, ExporterStats
+from evlog._version import __version__
+from evlog.exporters._base import Batch, Exporter, ExportResult, ExportStatus
+
+__all__ = [
+    "Batch",
+    "Config",
+    "ConfigError",
+    "Drop",
+    "DropReason",
+    "Event",
+    "EvlogError",
+    "ExceptionInfo",
+    "ExportResult",
+    "ExportStatus",
+    "Exporter",
+    "ExporterError",
+    "ExporterStats",
+    "InvalidEventError",
+    "Level",
+    "Stats",
+    "TraceContext",
+    "User",
+    "__version__",
+    "configure",
+    "flush",
+    "log_event",
+    "shutdown",
+    "stats",
+]

@@ -1,0 +1,45 @@
+"""The exception hierarchy.
+
+Each error subclasses the builtin it resembles so that callers who already catch ``ValueError`` keep working.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ConfigError", "EvlogError", "ExporterError", "InvalidEventError"]
+
+
+class EvlogError(Exception):
+    """Base class of every error evlog raises on purpose."""
+
+
+class InvalidEventError(EvlogError, ValueError):
+    """An argument to ``log_event`` (or a field of ``User``) is not acceptable.
+
+    Raised at the call, in the app's thread, so the mistake shows up where it was made rather than as a
+    silently dropped event later.
+    """
+
+
+class ConfigError(EvlogError, ValueError):
+    """The configuration (arguments, environment or file) has an unknown key or a bad value.
+
+    ``path`` says where the bad value is, e.g. ``exporters.statsig.max_batch_size``; ``source`` says which
+    source it came from (``configure()``, ``environment``, or a file path).
+    """
+
+    def __init__(self, message: str, *, path: str = "", source: str = "") -> None:
+        self.path = path
+        self.source = source
+        where = ""
+        if path:
+            where = f"{path}"
+            if source:
+                where += f" (from {source})"
+            where += ": "
+        elif source:
+            where = f"{source}: "
+        super().__init__(f"{where}{message}")
+
+
+class ExporterError(EvlogError, RuntimeError):
+    """An exporter could not be created or used (e.g. a missing optional dependency)."""

@@ -1,0 +1,177 @@
+"""Accounting for lost events: counted by reason, handed to ``on_drop``, logged without flooding.
+
+Every place that gives up on an event goes through ``Reporter.drop``. Logging goes to the ``evlog`` logger
+under a per-thread guard, so that a logging handler feeding evlog (``evlog.logging.EvlogHandler``) cannot
+turn evlog's own warnings into events, and at most one line per exporter and reason per ``interval``
+(with the count of what was held back), so a dead backend cannot flood the app's logs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import attrs
+
+from evlog._event import Event
+
+__all__ = ["Drop", "DropReason", "ExporterStats", "Reporter", "in_evlog", "internal_logger"]
+
+internal_logger = logging.getLogger("evlog")
+_local = threading.local()
+
+
+def in_evlog() -> bool:
+    """True while evlog itself is logging or calling user hooks on this thread."""
+    return bool(getattr(_local, "depth", 0))
+
+
+@contextmanager
+def guarded() -> Iterator[None]:
+    _local.depth = getattr(_local, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _local.depth -= 1
+
+
+class DropReason(str, enum.Enum):
+    """Why events were not delivered."""
+
+    #: The buffer was full (the backend is slower than the app, or down).
+    QUEUE_FULL = "queue_full"
+    #: A ``before_send`` processor returned None (on purpose; not logged as a warning).
+    BEFORE_SEND = "before_send"
+    #: A ``before_send`` processor raised or returned something that is not an Event.
+    PROCESSOR_ERROR = "processor_error"
+    #: The backend or the exporter's pre-send checks refused these events for good.
+    REJECTED = "rejected"
+    #: The backend refused the whole batch for good (e.g. bad credentials).
+    FAILED = "failed"
+    #: Transient failures went on past ``retry_deadline``.
+    RETRIES_EXHAUSTED = "retries_exhausted"
+    #: The exporter raised instead of returning a result.
+    EXPORT_ERROR = "export_error"
+    #: Still queued, waiting for a retry, or in flight when the shutdown timeout ran out.
+    SHUTDOWN = "shutdown"
+    #: ``log_event`` was called after ``shutdown()``.
+    AFTER_SHUTDOWN = "after_shutdown"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_QUIET = {DropReason.BEFORE_SEND}
+
+
+@attrs.frozen
+class Drop:
+    """What ``on_drop`` receives: ``count`` events lost for ``reason``.
+
+    ``exporter`` is None when the loss happened before fan-out (every exporter lost them). ``events`` holds the
+    events when they exist as objects (it is empty for ``queue_full`` at intake and ``after_shutdown``).
+    ``detail`` is a human-readable explanation (the server's message, the rule that was broken...).
+    """
+
+    reason: DropReason
+    count: int
+    exporter: str | None = None
+    events: Sequence[Event] = ()
+    detail: str = ""
+
+
+@attrs.frozen
+class ExporterStats:
+    """A snapshot of one exporter's figures, as ``evlog.stats()`` returns them."""
+
+    #: Events waiting in its buffer now.
+    queued: int = 0
+    #: Events the backend accepted.
+    sent: int = 0
+    #: Events sent again after a transient failure (one count per event per retry).
+    retried: int = 0
+    #: Events lost, by reason (``DropReason`` values), including losses before fan-out.
+    dropped: Mapping[str, int] = attrs.field(factory=dict)
+    #: Exporter-specific figures (e.g. the latest match quality a backend reported).
+    details: Mapping[str, Any] = attrs.field(factory=dict)
+
+    @property
+    def dropped_total(self) -> int:
+        return sum(self.dropped.values())
+
+
+class Reporter:
+    """Counts, callbacks and rate-limited log lines for one client."""
+
+    def __init__(self, on_drop: Callable[[Drop], None] | None, *, interval: float = 60.0) -> None:
+        self._on_drop = on_drop
+        self._interval = interval
+        self._lock = threading.Lock()
+        self._counts: dict[tuple[str | None, DropReason], int] = {}
+        self._last_logged: dict[tuple[str | None, str], float] = {}
+        self._held: dict[tuple[str | None, str], int] = {}
+
+    def counts(self, exporter: str | None) -> dict[str, int]:
+        with self._lock:
+            return {reason.value: n for (name, reason), n in self._counts.items() if name == exporter and n}
+
+    def drop(
+        self,
+        reason: DropReason,
+        count: int,
+        *,
+        exporter: str | None = None,
+        events: Sequence[Event] = (),
+        detail: str = "",
+    ) -> None:
+        if count <= 0:
+            return
+        with self._lock:
+            key = (exporter, reason)
+            self._counts[key] = self._counts.get(key, 0) + count
+        if self._on_drop is not None:
+            self._call_on_drop(Drop(reason, count, exporter, tuple(events), detail))
+        if reason not in _QUIET:
+            who = f"exporter {exporter!r}" if exporter else "every exporter"
+            text = f"dropped {count} event(s) for {who}: {reason.value}"
+            self.warn(f"drop:{reason.value}", text + (f" ({detail})" if detail else ""), exporter=exporter)
+
+    def _call_on_drop(self, drop: Drop) -> None:
+        assert self._on_drop is not None
+        with guarded():
+            try:
+                self._on_drop(drop)
+            except Exception:
+                self.warn("on_drop", "the on_drop callback raised; its error is ignored", exc_info=True)
+
+    def warn(self, topic: str, message: str, *, exporter: str | None = None, exc_info: bool = False) -> None:
+        """Log ``message`` as a warning, at most once per ``interval`` for the same exporter and topic."""
+        key = (exporter, topic)
+        now = time.monotonic()
+        with self._lock:
+            last = self._last_logged.get(key)
+            if last is not None and now - last < self._interval:
+                self._held[key] = self._held.get(key, 0) + 1
+                return
+            self._last_logged[key] = now
+            held = self._held.pop(key, 0)
+        if held:
+            message += f" [{held} similar message(s) held back in the last {self._interval:.0f}s]"
+        with guarded(), contextlib.suppress(Exception):  # a broken logging setup must not reach the app
+            internal_logger.warning("evlog: %s", message, exc_info=exc_info)
+
+    def summarise(self) -> None:
+        """Log what the rate limit held back (called at shutdown, so nothing is silently swallowed)."""
+        with self._lock:
+            held = {k: n for k, n in self._held.items() if n}
+            self._held.clear()
+        for (exporter, topic), n in held.items():
+            who = f" (exporter {exporter!r})" if exporter else ""
+            with guarded():
+                internal_logger.warning("evlog: %d more '%s' message(s)%s were held back", n, topic, who)

@@ -1,0 +1,59 @@
+"""Retry timing: exponential backoff with full jitter, server-requested delays, and the per-batch deadline.
+
+Full jitter (a uniform delay between 0 and the exponential cap) spreads the retries of many processes that
+failed together, so a recovering backend is not hit by a synchronized wave. A delay the server asked for
+(Retry-After, AdCP's ``retry_after``) is a floor, never shortened by jitter.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import random
+from collections.abc import Callable
+from email.utils import parsedate_to_datetime
+
+import attrs
+
+__all__ = ["RetryPolicy", "parse_retry_after"]
+
+
+@attrs.frozen
+class RetryPolicy:
+    initial_backoff: float = 0.5
+    max_backoff: float = 30.0
+    #: Seconds from a batch's first attempt after which it is given up.
+    deadline: float = 60.0
+
+    def delay(
+        self,
+        attempt: int,
+        requested: float | None = None,
+        rand: Callable[[], float] = random.random,
+    ) -> float:
+        """Seconds to wait before retry number ``attempt`` (0 for the first retry)."""
+        cap = min(self.max_backoff, self.initial_backoff * (2 ** min(attempt, 62)))
+        wait = rand() * cap
+        if requested is not None and requested > wait:
+            wait = requested
+        return float(wait)
+
+
+def parse_retry_after(value: str | None, *, now: _dt.datetime | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date); None when absent or unreadable."""
+    if not value:
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=_dt.timezone.utc)
+        now = now or _dt.datetime.now(_dt.timezone.utc)
+        seconds = (when - now).total_seconds()
+    if seconds != seconds:  # NaN
+        return None
+    return max(0.0, seconds)

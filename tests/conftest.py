@@ -1,0 +1,45 @@
+"""Shared fixtures: every test starts from a clean evlog (no env, no config file, no client) and must leave
+no evlog thread and no server running."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+import evlog
+from evlog import _client
+from support.loopback import RecordingServer
+
+KEEP_ENV = {"EVLOG_TEST_DATACAT_SERVER"}
+
+
+def _evlog_threads(exclude: set[threading.Thread]) -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("evlog-") and t not in exclude and t.is_alive()]
+
+
+@pytest.fixture(autouse=True)
+def _isolate_evlog(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> Iterator[None]:
+    for key in list(os.environ):
+        if key.startswith("EVLOG_") and key not in KEEP_ENV:
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)  # type: ignore[arg-type]
+    before = set(threading.enumerate())
+    yield
+    evlog.shutdown(timeout=5)
+    _client._install(None)
+    deadline = time.monotonic() + 5
+    left = _evlog_threads(before)
+    while left and time.monotonic() < deadline:
+        left[0].join(max(0.0, deadline - time.monotonic()))
+        left = _evlog_threads(before)
+    assert not left, f"threads left running: {[t.name for t in left]}"
+
+
+@pytest.fixture
+def recording_server() -> Iterator[RecordingServer]:
+    with RecordingServer() as server:
+        yield server
