@@ -1,0 +1,385 @@
+"""``statsig``: custom events to Statsig's ``POST /v1/log_event``.
+
+The wire format follows what Statsig's own server SDKs send (gzip, ``STATSIG-*`` headers, one ``user`` per
+event, ``privateAttributes`` stripped), not only the shorter HTTP API page. Statsig's documented limits are
+checked here, per event, before anything is sent: the server drops whole requests or events silently, so a
+single bad event would otherwise vanish without a count, or cost every other event of its request.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import re
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from evlog._event import Event, User
+from evlog._values import to_json_data
+from evlog._version import __version__
+from evlog.exporters._base import Batch, Exporter, ExportResult
+from evlog.exporters._http import HttpClient, HttpOutcome, check_url, redact
+
+__all__ = [
+    "DEFAULT_ENDPOINT",
+    "MAX_METADATA_CHARS",
+    "MAX_REQUEST_BYTES",
+    "MAX_STRING_CHARS",
+    "RESERVED_METADATA_KEYS",
+    "SDK_TYPE",
+    "StatsigExporter",
+    "StatsigOptions",
+]
+
+DEFAULT_ENDPOINT = "https://events.statsigapi.net/v1/log_event"
+#: ``eventName`` and string ``value``: "String fields have a limit of 64 on its length".
+MAX_STRING_CHARS = 64
+#: ``metadata``: "Object fields have an overall limit of 4096 on its stringified length".
+MAX_METADATA_CHARS = 4096
+#: "exceeding the backend request size limit (10MB) will drop requests"; measured before compression.
+MAX_REQUEST_BYTES = 10_000_000
+SDK_TYPE = "evlog-python"
+#: Metadata keys filled from the event's own fields (they win over ``data`` keys of the same name).
+RESERVED_METADATA_KEYS = ("level", "category", "labels", "message")
+#: Added to metadata when keys had to be dropped to fit ``MAX_METADATA_CHARS``; lists the dropped keys.
+TRUNCATION_KEY = "evlog_truncated"
+
+# "Statsig drops events that match this regex/contain this character set: \\[\]{}<>#=;&$%|\u0000\n\r"
+_BANNED_NAME_CHARS = re.compile(r"[\\\[\]{}<>#=;&$%|\x00\n\r]")
+# Statsig's SDKs treat these as transient too; 501 (Not Implemented) will not change by waiting.
+_RETRYABLE = frozenset({408, 429, *range(500, 600)}) - {501}
+# Room for everything around the events: {"events":[...],"statsigMetadata":{...}}.
+_ENVELOPE_SLACK = 512
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _positive(_inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if value <= 0:
+        raise ValueError(f"{attribute.name} must be > 0, got {value!r}")
+
+
+def _check_api_key(_inst: object, _attribute: object, value: str) -> None:
+    # Never quote the value: it is a secret.
+    if not value or not value.strip():
+        raise ValueError("api_key must not be empty (a Statsig Server Secret or Client SDK key)")
+    if any(ch in value for ch in "\r\n\x00") or value != value.strip():
+        raise ValueError("api_key contains whitespace or control characters (check how it was pasted)")
+
+
+def _check_endpoint(inst: StatsigOptions, _attribute: object, value: str) -> None:
+    check_url(value, option="exporters.statsig.endpoint", allow_insecure_http=inst.allow_insecure_http)
+
+
+def _check_batch_size(_inst: object, _attribute: object, value: int) -> None:
+    if not 1 <= value <= 10_000:
+        raise ValueError(f"max_batch_size must be between 1 and 10000, got {value!r}")
+
+
+def _check_request_bytes(_inst: object, _attribute: object, value: int) -> None:
+    if not 4_096 <= value <= MAX_REQUEST_BYTES:
+        raise ValueError(f"max_request_bytes must be between 4096 and {MAX_REQUEST_BYTES}, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class StatsigOptions:
+    #: Server Secret key (``secret-...``) or Client SDK key (``client-...``). Required; never logged.
+    api_key: str = attrs.field(repr=False, validator=_check_api_key)
+    #: Where events are posted. Plain http is refused except on loopback, unless ``allow_insecure_http``.
+    endpoint: str = attrs.field(default=DEFAULT_ENDPOINT, validator=_check_endpoint)
+    #: Sent as every user's ``statsigEnvironment.tier`` (``production``, ``staging``, ``development``...).
+    environment_tier: str | None = None
+    #: Events per export. Statsig documents no maximum; its Python SDK sends up to 1000 per request.
+    max_batch_size: int = attrs.field(default=1000, validator=_check_batch_size)
+    #: gzip the body (``Content-Encoding: gzip``), as Statsig's SDKs do.
+    compress: bool = True
+    #: Send metadata values as strings (the documented schema); off sends JSON values as they are.
+    stringify_metadata: bool = True
+    #: Seconds one request may take (Statsig's Python SDK uses 20).
+    timeout: float = attrs.field(default=20.0, validator=_positive)
+    #: Largest uncompressed body per request; bigger batches are split into several requests.
+    max_request_bytes: int = attrs.field(default=MAX_REQUEST_BYTES, validator=_check_request_bytes)
+    #: Allow a plain-http endpoint on a non-loopback host (the API key would travel in clear text).
+    allow_insecure_http: bool = False
+
+
+@attrs.frozen
+class _Prepared:
+    event: Event
+    payload: bytes
+
+
+class StatsigExporter(Exporter):
+    """Posts batches to ``log_event``; see ``docs/exporters/statsig.md`` for the mapping and the limits."""
+
+    name = "statsig"
+    Options = StatsigOptions
+    options: StatsigOptions
+    default_max_batch_size = 1000
+
+    def __init__(self, options: StatsigOptions | None = None, /, **kwargs: Any) -> None:
+        super().__init__(options, **kwargs)
+        opts = self.options
+        self._http = HttpClient(
+            timeout=opts.timeout,
+            headers={
+                "STATSIG-API-KEY": opts.api_key,
+                "STATSIG-SDK-TYPE": SDK_TYPE,
+                "STATSIG-SDK-VERSION": __version__,
+                "Content-Type": "application/json",
+            },
+            secrets=[opts.api_key],
+        )
+        self._session_id = str(uuid.uuid4())
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {"metadata_truncated": 0, "values_truncated": 0, "split_exports": 0}
+
+    # --- mapping ---------------------------------------------------------------------------------------
+
+    def _count(self, key: str, n: int = 1) -> None:
+        with self._lock:
+            self._counts[key] += n
+
+    def _metadata_value(self, value: Any) -> Any:
+        if not self.options.stringify_metadata or isinstance(value, str):
+            return value
+        return _dumps(value)
+
+    def _metadata(self, event: Event) -> dict[str, Any]:
+        own: dict[str, Any] = {"level": event.level.value}
+        if event.category is not None:
+            own["category"] = event.category
+        if event.labels:
+            own["labels"] = list(event.labels)
+        if event.message is not None:
+            own["message"] = event.message
+        meta = {key: self._metadata_value(value) for key, value in own.items()}
+        for key, value in event.data.items():
+            target = key
+            while target in meta or target in RESERVED_METADATA_KEYS or target == TRUNCATION_KEY:
+                target = "data_" + target
+            meta[target] = self._metadata_value(value)
+        return meta
+
+    def _user(self, user: User | None) -> dict[str, Any] | None:
+        out: dict[str, Any] = {}
+        if user is not None:
+            for wire, value in (
+                ("userID", user.id),
+                ("email", user.email),
+                ("ip", user.ip),
+                ("userAgent", user.user_agent),
+                ("country", user.country),
+                ("locale", user.locale),
+                ("appVersion", user.app_version),
+            ):
+                if value is not None:
+                    out[wire] = value
+            if user.custom:
+                out["custom"] = to_json_data(user.custom)[0]
+            if user.custom_ids:
+                out["customIDs"] = dict(user.custom_ids)
+            # user.private_attributes: never sent (Statsig's own SDKs strip them before logging).
+        if self.options.environment_tier:
+            out["statsigEnvironment"] = {"tier": self.options.environment_tier}
+        return out or None
+
+    def _value(self, value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+        if isinstance(value, str) and len(value) > MAX_STRING_CHARS:
+            self._count("values_truncated")
+            return value[:MAX_STRING_CHARS]
+        return value
+
+    def _prepare(self, event: Event) -> _Prepared | str:
+        """The event's JSON, or the reason it cannot be sent (naming the Statsig rule it breaks)."""
+        name = event.name
+        if not isinstance(name, str) or not name:
+            return "statsig: eventName must be a non-empty string"
+        if len(name) > MAX_STRING_CHARS:
+            return f"statsig: event name is {len(name)} characters, Statsig's limit is {MAX_STRING_CHARS}"
+        bad = _BANNED_NAME_CHARS.search(name)
+        if bad:
+            return (
+                f"statsig: event name contains {bad.group()!r}, which Statsig drops events for "
+                "(banned characters: \\ [ ] { } < > # = ; & $ % | NUL CR LF)"
+            )
+        wire: dict[str, Any] = {"eventName": name}
+        if event.value is not None:
+            wire["value"] = self._value(event.value)
+        wire["time"] = event.timestamp_ms
+        user = self._user(event.user)
+        if user is not None:
+            wire["user"] = user
+        try:
+            meta = self._metadata(event)
+            text = _dumps(meta)
+            if len(text) > MAX_METADATA_CHARS:
+                meta = _fit_metadata(meta, MAX_METADATA_CHARS)
+                self._count("metadata_truncated")
+            wire["metadata"] = meta
+            payload = _dumps(wire).encode("utf-8")
+        except (TypeError, ValueError) as exc:  # a processor put something JSON cannot hold into the event
+            return f"statsig: event is not JSON-serializable ({exc})"
+        if len(payload) > self.options.max_request_bytes - _ENVELOPE_SLACK:
+            return (
+                f"statsig: event is {len(payload)} bytes serialized, more than a whole request may be "
+                f"({self.options.max_request_bytes} bytes)"
+            )
+        return _Prepared(event, payload)
+
+    # --- sending ---------------------------------------------------------------------------------------
+
+    def _chunks(self, prepared: list[_Prepared]) -> list[list[_Prepared]]:
+        """Consecutive groups whose request body stays under ``max_request_bytes``."""
+        budget = self.options.max_request_bytes - _ENVELOPE_SLACK
+        chunks: list[list[_Prepared]] = []
+        current: list[_Prepared] = []
+        size = 0
+        for item in prepared:
+            cost = len(item.payload) + 1
+            if current and size + cost > budget:
+                chunks.append(current)
+                current, size = [], 0
+            current.append(item)
+            size += cost
+        if current:
+            chunks.append(current)
+        return chunks
+
+    def _body(self, chunk: list[_Prepared]) -> bytes:
+        metadata = {
+            "sdkType": SDK_TYPE,
+            "sdkVersion": __version__,
+            "languageVersion": platform.python_version(),
+            "sessionID": self._session_id,
+        }
+        events = b",".join(item.payload for item in chunk)
+        return b'{"events":[' + events + b'],"statsigMetadata":' + _dumps(metadata).encode() + b"}"
+
+    def _post(self, chunk: list[_Prepared], batch: Batch) -> HttpOutcome:
+        headers = {
+            "STATSIG-CLIENT-TIME": str(int(time.time() * 1000)),
+            "STATSIG-EVENT-COUNT": str(len(chunk)),
+            "STATSIG-SERVER-SESSION-ID": self._session_id,
+            "STATSIG-RETRY-COUNT": str(batch.attempt),
+        }
+        return self._http.request(
+            "POST",
+            self.options.endpoint,
+            data=self._body(chunk),
+            headers=headers,
+            compress=self.options.compress,
+            timeout=batch.time_left(self.options.timeout),
+        )
+
+    def _describe(self, outcome: HttpOutcome) -> str:
+        return redact(f"statsig: {outcome.describe()}", [self.options.api_key])
+
+    def export(self, batch: Batch) -> ExportResult:
+        rejected: dict[str, str] = {}
+        prepared: list[_Prepared] = []
+        for event in batch.events:
+            item = self._prepare(event)
+            if isinstance(item, str):
+                rejected[event.event_id] = item
+            else:
+                prepared.append(item)
+        chunks = self._chunks(prepared)
+        if len(chunks) > 1:
+            self._count("split_exports")
+        retry: list[Event] = []
+        retry_after: float | None = None
+        messages: list[str] = []
+        for index, chunk in enumerate(chunks):
+            if batch.deadline is not None and batch.time_left(1.0) <= 0:
+                retry.extend(item.event for rest in chunks[index:] for item in rest)
+                messages.append("statsig: export deadline reached before every request was sent")
+                break
+            outcome = self._post(chunk, batch)
+            if outcome.ok:
+                parsed = outcome.json()
+                if isinstance(parsed, dict) and parsed.get("success") is False:
+                    reason = f"statsig: HTTP {outcome.status} with success=false: {outcome.server_message()}"
+                    reason = redact(reason, [self.options.api_key])
+                    rejected.update((item.event.event_id, reason) for item in chunk)
+                    messages.append(reason)
+                continue
+            message = self._describe(outcome)
+            messages.append(message)
+            if outcome.status is None or outcome.status in _RETRYABLE:
+                # The backend is struggling: keep the rest of the batch for the retry instead of pushing on.
+                retry.extend(item.event for rest in chunks[index:] for item in rest)
+                retry_after = outcome.retry_after
+                break
+            rejected.update((item.event.event_id, message) for item in chunk)
+        return self._result(batch, rejected, retry, retry_after, messages)
+
+    def _result(
+        self,
+        batch: Batch,
+        rejected: dict[str, str],
+        retry: list[Event],
+        retry_after: float | None,
+        messages: list[str],
+    ) -> ExportResult:
+        message = "; ".join(messages)
+        if not rejected and not retry:
+            return ExportResult.success()
+        if not rejected and len(retry) == len(batch.events):
+            return ExportResult.retry(message, after=retry_after)
+        reasons = set(rejected.values())
+        if not retry and len(rejected) == len(batch.events) and len(reasons) == 1 and messages:
+            return ExportResult.failure(reasons.pop())
+        return ExportResult.partial(rejected, retry=retry, retry_after=retry_after, message=message)
+
+    # --- lifecycle -------------------------------------------------------------------------------------
+
+    def stats(self) -> Mapping[str, Any]:
+        """``metadata_truncated`` / ``values_truncated``: events sent shortened; ``split_exports``: batches
+        that needed more than one request to stay under the size limit."""
+        with self._lock:
+            return dict(self._counts)
+
+    def shutdown(self, timeout: float) -> None:
+        self._http.close()
+
+    def reset_after_fork(self) -> None:
+        self._http.reset_after_fork()
+        self._lock = threading.Lock()
+        # The child is a new process: Statsig's SDKs use one session id per process.
+        self._session_id = str(uuid.uuid4())
+
+
+def _fit_metadata(meta: dict[str, Any], limit: int) -> dict[str, Any]:
+    """``meta`` without its largest entries, so that it stringifies to at most ``limit`` characters.
+
+    Dropping whole entries (largest first) keeps every value that is sent intact and readable; the names of
+    the dropped keys go under ``TRUNCATION_KEY`` so the loss is visible in Statsig too.
+    """
+    sizes = {key: len(_dumps({key: value})) - 1 for key, value in meta.items()}  # '"key":value' plus a comma
+    marker_cost = len(_dumps({TRUNCATION_KEY: ""})) - 1
+    kept = dict(meta)
+    total = 2 + sum(sizes.values()) + marker_cost
+    dropped: list[str] = []
+    for key in sorted(meta, key=lambda k: sizes[k], reverse=True):
+        if total <= limit:
+            break
+        del kept[key]
+        total -= sizes[key]
+        dropped.append(key)
+    note = ",".join(dropped)
+    out = {**kept, TRUNCATION_KEY: note}
+    while len(_dumps(out)) > limit and note:
+        note = note[: max(0, len(note) - max(1, len(_dumps(out)) - limit))]
+        out[TRUNCATION_KEY] = note
+    return out
