@@ -1,0 +1,443 @@
+"""``session_server``: events to a session server (the DataCat API), one POST per event, within a session.
+
+The server has no batch endpoint, so a batch becomes one ``POST /api/sessions/{id}/events`` per event, sent
+over keep-alive connections with bounded concurrency. The exporter also runs the session's lifecycle: it
+creates the session at first use (unless given one), keeps it alive with heartbeats, and ends it at shutdown
+(``/crash`` instead of ``/end`` when an uncaught exception is ending the process).
+
+Where the documented API and the real server differ (see docs/exporters/session_server.md), the exporter
+accepts both: any 2xx is success, ``session_id`` or ``id`` names a new session, errors may be text/plain.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import quote
+
+import attrs
+
+from evlog._errors import ConfigError
+from evlog._event import Event
+from evlog._report import guarded
+from evlog._serialize import rfc3339
+from evlog.exporters._base import Batch, Exporter, ExportResult, ExportStatus
+from evlog.exporters._http import HttpClient, HttpOutcome, ParallelSender, check_url, outcome_to_result, redact
+
+__all__ = ["SessionServerExporter", "SessionServerOptions"]
+
+_log = logging.getLogger("evlog.session_server")
+_JSON = {"Content-Type": "application/json"}
+
+
+def _positive(_inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not value > 0:
+        raise ValueError(f"{attribute.name} must be > 0, got {value!r}")
+
+
+def _not_negative(_inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not value >= 0:
+        raise ValueError(f"{attribute.name} must be >= 0 (0 disables), got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class SessionServerOptions:
+    #: Base URL of the server, e.g. ``http://localhost:9090`` (plain http only to loopback by default).
+    url: str
+    #: Send to this existing session instead of creating one. evlog then neither ends nor replaces it.
+    session_id: str | None = None
+    #: Product and version of the session evlog creates (both required when ``session_id`` is not set).
+    product: str | None = None
+    version: str | None = None
+    #: Optional, sent when creating the session.
+    hostname: str | None = None
+    #: Optional, sent when creating the session. The real server marks the previous, never-ended session of
+    #: the same machine as crashed when a new one starts.
+    machine_id: str | None = None
+    #: Sent as ``Authorization: Bearer <api_key>``. Never logged or shown in reprs.
+    api_key: str | None = attrs.field(default=None, repr=False)
+    #: Seconds between heartbeats (the real server shows a session as suspended after 60 s without one).
+    #: 0 disables them.
+    heartbeat_interval: float = attrs.field(default=15.0, validator=_not_negative)
+    #: POST ``/end`` (or ``/crash``) at shutdown. None: only when evlog created the session.
+    end_session_on_shutdown: bool | None = None
+    #: Seconds each request may take.
+    timeout: float = attrs.field(default=10.0, validator=_positive)
+    #: Requests in flight at once while sending a batch (one POST per event).
+    max_concurrency: int = attrs.field(default=8, validator=attrs.validators.ge(1))
+    #: gzip request bodies (the real server accepts them; the documented API does not mention it).
+    compress: bool = False
+    #: Allow plain http to a host that is not loopback (the API key and events travel unencrypted).
+    allow_insecure_http: bool = False
+    #: Send the level as ``category`` and evlog's category as ``group``. The real DataCat server ignores
+    #: ``level`` and stores severity in ``category``; turn this on for it. ``level`` is sent either way.
+    severity_in_category: bool = False
+    #: Events per export call.
+    max_batch_size: int = attrs.field(default=256, validator=attrs.validators.ge(1))
+
+
+class _Rejected(Exception):
+    """An event the server would refuse with 400: reported before sending, with the rule it breaks."""
+
+
+def _opt_str(payload: dict[str, Any], key: str, value: object) -> None:
+    if value is None:
+        return
+    if type(value) is not str:
+        raise _Rejected(f"{key} must be a string, got {type(value).__name__} {value!r:.60}")
+    payload[key] = value
+
+
+def _source_line(value: object) -> int:
+    """The server wants a JSON integer: ``"42"`` and ``42.0`` give 400, so lossless forms are fixed here."""
+    if type(value) is int:
+        return value
+    if type(value) is float and value.is_integer():
+        return int(value)
+    if type(value) is str and value.strip().isdigit():
+        return int(value.strip())
+    raise _Rejected(f"exception.source_line must be an integer, got {type(value).__name__} {value!r:.60}")
+
+
+def _string_list(key: str, values: object) -> list[str]:
+    if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)):
+        raise _Rejected(f"{key} must be a list of strings, got {type(values).__name__}")
+    for item in values:
+        if type(item) is not str:
+            raise _Rejected(f"{key} must hold only strings, got {type(item).__name__} {item!r:.60}")
+    return list(values)
+
+
+def event_payload(event: Event, *, severity_in_category: bool = False) -> dict[str, Any]:
+    """The body of ``POST /api/sessions/{id}/events`` for ``event``; ``_Rejected`` names a broken rule."""
+    payload: dict[str, Any] = {"name": event.name, "timestamp": rfc3339(event.timestamp)}
+    level = event.level.value
+    payload["level"] = level
+    if severity_in_category:
+        payload["category"] = level
+        _opt_str(payload, "group", event.category)
+    else:
+        _opt_str(payload, "category", event.category)
+    if event.labels:
+        payload["labels"] = _string_list("labels", event.labels)
+    _opt_str(payload, "message", event.message)
+    if not isinstance(event.data, Mapping):
+        raise _Rejected(f"data must be an object (a mapping), got {type(event.data).__name__}")
+    payload["data"] = dict(event.data)
+    info = event.exception
+    if info is not None:
+        _opt_str(payload, "exception_type", info.exception_type)
+        _opt_str(payload, "exception_msg", info.exception_msg)
+        if info.stacktrace:
+            payload["stacktrace"] = _string_list("exception.stacktrace", info.stacktrace)
+        _opt_str(payload, "source_file", info.source_file)
+        if info.source_line is not None:
+            payload["source_line"] = _source_line(info.source_line)
+        _opt_str(payload, "source_function", info.source_function)
+    return payload
+
+
+def _encode(payload: Mapping[str, Any]) -> bytes:
+    try:
+        return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise _Rejected(f"data cannot be sent as JSON ({exc})") from None
+
+
+class SessionServerExporter(Exporter):
+    """Sends each event to the session's events endpoint and keeps the session alive while the app runs."""
+
+    name = "session_server"
+    Options = SessionServerOptions
+    options: SessionServerOptions
+
+    def __init__(self, options: SessionServerOptions | None = None, /, **kwargs: Any) -> None:
+        super().__init__(options, **kwargs)
+        opts = self.options
+        check_url(opts.url, option="exporters.session_server.url", allow_insecure_http=opts.allow_insecure_http)
+        if not opts.session_id and not (opts.product and opts.version):
+            raise ConfigError(
+                "set session_id (EVLOG_SESSION_SERVER_SESSION_ID) to use an existing session, or product and "
+                "version (EVLOG_SESSION_SERVER_PRODUCT, EVLOG_SESSION_SERVER_VERSION) to let evlog create one",
+                path="exporters.session_server",
+            )
+        self._base = opts.url.rstrip("/")
+        headers = {"Authorization": f"Bearer {opts.api_key}"} if opts.api_key else {}
+        self._http = HttpClient(
+            timeout=opts.timeout, headers=headers, secrets=[opts.api_key], pool_size=opts.max_concurrency + 1
+        )
+        self._sender = ParallelSender(opts.max_concurrency, name="evlog-session-send")
+        self._lock = threading.Lock()
+        self._session_id: str | None = opts.session_id or None
+        self._owns_session = not opts.session_id
+        self._inherited = False
+        self._crash_reason: str | None = None
+        self._heartbeat_stop = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+        self._closed = False
+        self._counts = {
+            "sessions_created": 0,
+            "heartbeats_sent": 0,
+            "heartbeats_failed": 0,
+        }
+        self._last_error = ""
+        self._ended = ""
+
+    def __repr__(self) -> str:
+        return f"<SessionServerExporter {self._base!r} session={self._session_id!r}>"
+
+    # --- session ----------------------------------------------------------------------------------------
+
+    @property
+    def session_id(self) -> str | None:
+        """The session events go to (None until it was created)."""
+        return self._session_id
+
+    def _describe(self, outcome: HttpOutcome) -> str:
+        """The outcome in words, without the API key even if the server echoed it."""
+        return redact(outcome.describe(), [self.options.api_key])
+
+    def _url(self, session_id: str, op: str) -> str:
+        return f"{self._base}/api/sessions/{quote(session_id, safe='')}/{op}"
+
+    def _post(self, url: str, body: bytes, timeout: float) -> HttpOutcome:
+        return self._http.request(
+            "POST", url, data=body, headers=_JSON, compress=self.options.compress, timeout=timeout
+        )
+
+    def _create_session(self, timeout: float) -> tuple[str | None, ExportResult | None]:
+        """(new session id, None) or (None, the result that explains why there is none)."""
+        opts = self.options
+        body: dict[str, Any] = {"product": opts.product, "version": opts.version}
+        if opts.hostname:
+            body["hostname"] = opts.hostname
+        if opts.machine_id:
+            body["machine_id"] = opts.machine_id
+        outcome = self._post(f"{self._base}/api/sessions", _encode(body), timeout)
+        if not outcome.ok:
+            result = outcome_to_result(outcome, what="creating a session (POST /api/sessions)")
+            return None, attrs.evolve(result, message=redact(result.message, [opts.api_key]))
+        reply = outcome.json()
+        found = None
+        if isinstance(reply, dict):
+            found = reply.get("session_id") or reply.get("id")
+        if not isinstance(found, str) or not found:
+            return None, ExportResult.failure(
+                f"creating a session: HTTP {outcome.status} without a session_id in the reply ({outcome.text[:200]!r})"
+            )
+        with self._lock:
+            self._session_id = found
+            self._counts["sessions_created"] += 1
+        return found, None
+
+    def _ensure_session(self, batch: Batch) -> tuple[str | None, ExportResult | None]:
+        sid = self._session_id
+        if sid is None:
+            sid, problem = self._create_session(batch.time_left(self.options.timeout))
+            if sid is None:
+                return None, problem
+        self._start_heartbeat()
+        return sid, None
+
+    def _replace_session(self, batch: Batch) -> tuple[str | None, str]:
+        """(a new session, "") after the current one got 404, or (None, why there is none)."""
+        if not self._owns_session:
+            return None, "the session was given by session_id, so evlog does not replace it"
+        sid, problem = self._create_session(batch.time_left(self.options.timeout))
+        if sid is None:
+            assert problem is not None
+            return None, f"creating a replacement failed: {problem.message}"
+        return sid, ""
+
+    # --- export -----------------------------------------------------------------------------------------
+
+    def export(self, batch: Batch) -> ExportResult:
+        rejected: dict[str, str] = {}
+        bodies: list[tuple[Event, bytes]] = []
+        for event in batch.events:
+            try:
+                payload = event_payload(event, severity_in_category=self.options.severity_in_category)
+                bodies.append((event, _encode(payload)))
+            except _Rejected as exc:
+                rejected[event.event_id] = f"not sent: the session server would refuse it with 400: {exc}"
+        if not bodies:
+            return ExportResult.partial(rejected)
+        sid, problem = self._ensure_session(batch)
+        if sid is None:
+            assert problem is not None
+            return self._whole_batch(problem, bodies, rejected)
+
+        outcomes = self._send(sid, bodies, batch)
+        gone = [(event, body) for (event, body), outcome in zip(bodies, outcomes, strict=True) if _is_gone(outcome)]
+        gone_reason = ""
+        if gone:
+            # The session is unknown to the server (expired, or the server lost its data). Replace it once;
+            # what still gets 404 is undeliverable: retrying a 404 would never end.
+            new_sid, why = self._replace_session(batch)
+            if new_sid is None:
+                gone_reason = f"session {sid} not found on the server (404): undeliverable ({why})"
+            else:
+                gone_reason = f"404 from the server for session {sid} and again for its replacement {new_sid}"
+                resent = dict(zip([e.event_id for e, _ in gone], self._send(new_sid, gone, batch), strict=True))
+                outcomes = [
+                    resent.get(event.event_id, outcome) for (event, _), outcome in zip(bodies, outcomes, strict=True)
+                ]
+
+        retry: list[Event] = []
+        retry_after: float | None = None
+        first_retry = ""
+        for (event, _body), outcome in zip(bodies, outcomes, strict=True):
+            if outcome.ok:
+                continue
+            if _is_gone(outcome):
+                rejected[event.event_id] = gone_reason
+            elif outcome.retryable:
+                retry.append(event)
+                first_retry = first_retry or self._describe(outcome)
+                if outcome.retry_after is not None:
+                    retry_after = max(retry_after or 0.0, outcome.retry_after)
+            else:
+                rejected[event.event_id] = f"refused by the session server: {self._describe(outcome)}"
+        if not rejected and not retry:
+            return ExportResult.success()
+        message = f"session server: {first_retry}" if first_retry else ""
+        if not rejected and len(retry) == len(batch.events):
+            return ExportResult.retry(message, after=retry_after)
+        return ExportResult.partial(rejected, retry=retry, retry_after=retry_after, message=message)
+
+    def _whole_batch(
+        self, problem: ExportResult, bodies: list[tuple[Event, bytes]], rejected: dict[str, str]
+    ) -> ExportResult:
+        """Every sendable event shares ``problem`` (the session could not be created)."""
+        events = [event for event, _ in bodies]
+        if problem.status is ExportStatus.RETRY:
+            if not rejected:
+                return problem
+            return ExportResult.partial(
+                rejected, retry=events, retry_after=problem.retry_after, message=problem.message
+            )
+        if not rejected:
+            return problem
+        rejected.update({event.event_id: problem.message for event in events})
+        return ExportResult.partial(rejected, message=problem.message)
+
+    def _send(self, sid: str, bodies: list[tuple[Event, bytes]], batch: Batch) -> list[HttpOutcome]:
+        url = self._url(sid, "events")
+
+        def call(body: bytes) -> Callable[[], HttpOutcome]:
+            def send() -> HttpOutcome:
+                left = batch.time_left(self.options.timeout)
+                if left <= 0:
+                    return HttpOutcome(None, error="the batch's deadline passed before this event could be sent")
+                return self._post(url, body, left)
+
+            return send
+
+        results = self._sender.run([call(body) for _event, body in bodies], deadline=batch.deadline)
+        late = HttpOutcome(None, error="no reply before the batch's deadline")
+        return [late if result is None else result for result in results]
+
+    # --- heartbeats ---------------------------------------------------------------------------------------
+
+    def _start_heartbeat(self) -> None:
+        interval = self.options.heartbeat_interval
+        if interval <= 0 or self._inherited or self._heartbeat is not None or self._closed:
+            return
+        thread = threading.Thread(
+            target=self._heartbeat_loop, args=(interval, self._heartbeat_stop), name="evlog-session-heartbeat"
+        )
+        thread.daemon = True
+        self._heartbeat = thread
+        thread.start()
+
+    def _heartbeat_loop(self, interval: float, stop: threading.Event) -> None:
+        while not stop.wait(interval):
+            sid = self._session_id
+            if sid is None:
+                continue
+            outcome = self._post(self._url(sid, "heartbeat"), b"{}", min(self.options.timeout, interval * 4))
+            with self._lock:
+                if outcome.ok:
+                    self._counts["heartbeats_sent"] += 1
+                    continue
+                self._counts["heartbeats_failed"] += 1
+                self._last_error = f"heartbeat: {self._describe(outcome)}"
+            with guarded():
+                _log.debug("evlog: session server heartbeat failed: %s", self._describe(outcome))
+
+    def _stop_heartbeat(self, timeout: float) -> None:
+        self._heartbeat_stop.set()
+        thread, self._heartbeat = self._heartbeat, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(max(0.0, timeout))
+
+    # --- lifecycle ----------------------------------------------------------------------------------------
+
+    def note_crash(self, reason: str) -> None:
+        self._crash_reason = reason or "abnormal_termination"
+
+    def _ends_session(self) -> bool:
+        if self._inherited:
+            return False
+        wanted = self.options.end_session_on_shutdown
+        return self._owns_session if wanted is None else wanted
+
+    def shutdown(self, timeout: float) -> None:
+        deadline = time.monotonic() + max(0.0, timeout)
+        self._closed = True
+        self._stop_heartbeat(min(timeout, self.options.timeout) / 2)
+        sid = self._session_id
+        try:
+            if sid is not None and self._ends_session():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self._last_error = "session not ended: no time left in the shutdown timeout"
+                else:
+                    self._end_session(sid, left)
+        finally:
+            self._sender.close()
+            self._http.close()
+
+    def _end_session(self, sid: str, timeout: float) -> None:
+        reason = self._crash_reason
+        if reason is None:
+            op, body = "end", b"{}"
+        else:
+            op, body = "crash", _encode({"reason": reason})
+        outcome = self._post(self._url(sid, op), body, timeout)
+        if outcome.ok:
+            self._ended = op
+            return
+        self._last_error = f"{op}: {self._describe(outcome)}"
+        with guarded():
+            _log.warning("evlog: could not %s session %s on the session server: %s", op, sid, self._describe(outcome))
+
+    def reset_after_fork(self) -> None:
+        # The child has no heartbeat thread and must not share the parent's sockets. A session the parent
+        # already has stays the parent's: the child sends to it but neither heartbeats nor ends it.
+        self._lock = threading.Lock()
+        self._heartbeat_stop = threading.Event()
+        self._heartbeat = None
+        self._http.reset_after_fork()
+        self._sender.reset_after_fork()
+        if self._session_id is not None:
+            self._inherited = True
+            self._owns_session = False
+
+    def stats(self) -> Mapping[str, Any]:
+        with self._lock:
+            out: dict[str, Any] = dict(self._counts)
+            out["session_id"] = self._session_id
+            if self._last_error:
+                out["last_error"] = self._last_error
+            if self._ended:
+                out["session_ended"] = self._ended
+        return out
+
+
+def _is_gone(outcome: HttpOutcome) -> bool:
+    return outcome.status == 404
