@@ -9,10 +9,16 @@
 
 from __future__ import annotations
 
+# evlog.logging.EvlogHandler; `logging` stays out of __all__, where it would shadow the stdlib's module.
+from evlog import logging as logging
 from evlog._client import Stats, configure, flush, log_event, shutdown, stats
 from evlog._config import Config
 from evlog._errors import ConfigError, EvlogError, ExporterError, InvalidEventError
 from evlog._event import Event, ExceptionInfo, Level, TraceContext, User
+from evlog._excepthook import capture_exception, capturing_exceptions, install_asyncio_handler
+from evlog._excepthook import install as install_exception_hooks
+from evlog._excepthook import uninstall as uninstall_exception_hooks
+from evlog._exceptions_info import exception_info
 from evlog._report import Drop, DropReason, ExporterStats
 from evlog._version import __version__
 from evlog.exporters._base import Batch, Exporter, ExportResult, ExportStatus
@@ -37,9 +43,15 @@ __all__ = [
     "TraceContext",
     "User",
     "__version__",
+    "capture_exception",
+    "capturing_exceptions",
     "configure",
+    "exception_info",
     "flush",
+    "install_asyncio_handler",
+    "install_exception_hooks",
     "log_event",
     "shutdown",
     "stats",
+    "uninstall_exception_hooks",
 ]
