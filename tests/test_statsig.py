@@ -193,6 +193,17 @@ def test_long_string_value_is_truncated_and_counted(server: RecordingServer) -> 
     ex.shutdown(1)
 
 
+def test_retries_do_not_count_truncations_twice(server: RecordingServer) -> None:
+    ex = exporter(server)
+    server.script(Reply(503, {"success": False}))
+    batch = Batch((event(value="v" * 100),))
+    assert ex.export(batch).status is ExportStatus.RETRY
+    assert ex.export(batch.retry()).ok
+    assert [r.header("STATSIG-RETRY-COUNT") for r in server.wait_for(2)] == ["0", "1"]
+    assert ex.stats()["values_truncated"] == 1
+    ex.shutdown(1)
+
+
 def test_oversized_metadata_drops_largest_keys_and_says_which(server: RecordingServer) -> None:
     ex = exporter(server)
     ev = event(message="kept", data={"small": "s", "huge": "h" * 5000, "big": "b" * 3000, "mid": "m" * 900})

@@ -141,10 +141,13 @@ class StatsigExporter(Exporter):
         self._session_id = str(uuid.uuid4())
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {"metadata_truncated": 0, "values_truncated": 0, "split_exports": 0}
+        self._counting = True
 
     # --- mapping ---------------------------------------------------------------------------------------
 
     def _count(self, key: str, n: int = 1) -> None:
+        if not self._counting:  # a retry re-prepares events that were already counted on the first attempt
+            return
         with self._lock:
             self._counts[key] += n
 
@@ -286,6 +289,7 @@ class StatsigExporter(Exporter):
         return redact(f"statsig: {outcome.describe()}", [self.options.api_key])
 
     def export(self, batch: Batch) -> ExportResult:
+        self._counting = batch.attempt == 0
         rejected: dict[str, str] = {}
         prepared: list[_Prepared] = []
         for event in batch.events:
