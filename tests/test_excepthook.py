@@ -215,7 +215,8 @@ def test_thread_hook_records_and_calls_the_previous_hook(monkeypatch: pytest.Mon
     [event] = events
     assert event.level == "critical"
     assert event.data["thread"] == "doomed"
-    assert event.exception is not None and event.exception.exception_type == "ZeroDivisionError"
+    assert event.exception is not None
+    assert event.exception.exception_type == "ZeroDivisionError"
 
 
 def test_system_exit_ignored_by_default_but_configurable(capsys: pytest.CaptureFixture[str]) -> None:
