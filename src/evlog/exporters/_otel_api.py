@@ -17,7 +17,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from opentelemetry import trace as _trace
-from opentelemetry._logs import NoOpLoggerProvider, SeverityNumber, get_logger_provider
+from opentelemetry._logs import NoOpLoggerProvider, SeverityNumber, get_logger_provider, set_logger_provider
 from opentelemetry.context import Context
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, SimpleLogRecordProcessor
@@ -38,6 +38,7 @@ __all__ = [
     "build_logger_provider",
     "check_environment",
     "emit",
+    "set_global_logger_provider",
     "trace_context",
 ]
 
@@ -68,6 +69,11 @@ def app_logger_provider() -> Any | None:
     if isinstance(provider, NoOpLoggerProvider) or type(provider).__name__ == "ProxyLoggerProvider":
         return None
     return provider
+
+
+def set_global_logger_provider(provider: Any) -> None:
+    """Install the app-wide provider (once per process, as the API allows); for apps and tests."""
+    set_logger_provider(provider)
 
 
 def attribute_limit(provider: Any) -> int | None:
