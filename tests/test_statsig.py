@@ -312,10 +312,9 @@ def test_connection_reset_is_retried(server: RecordingServer) -> None:
 
 def test_connection_refused_asks_for_a_retry() -> None:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    ex = StatsigExporter(api_key=KEY, endpoint=f"http://127.0.0.1:{port}{PATH}")
-    result = ex.export(Batch((event(),)))
+        sock.bind(("127.0.0.1", 0))  # bound but not listening: connections to it are refused
+        ex = StatsigExporter(api_key=KEY, endpoint=f"http://127.0.0.1:{sock.getsockname()[1]}{PATH}")
+        result = ex.export(Batch((event(),)))
     assert result.status is ExportStatus.RETRY
     assert "no response" in result.message
     ex.shutdown(1)
