@@ -301,8 +301,9 @@ def test_long_username_rejected(server: RecordingServer, make_exporter: MakeExpo
     assert server.requests == []
 
 
-def test_missing_event_type_rejected(make_exporter: MakeExporter) -> None:
-    event = make_event(category=None)
+@pytest.mark.parametrize("category", [None, ""])
+def test_missing_event_type_rejected(make_exporter: MakeExporter, category: str | None) -> None:
+    event = make_event(category=category)
     result = send(make_exporter(default_event_type=None), event)
     assert "eventType is required" in result.rejected[event.event_id]
 
@@ -355,6 +356,15 @@ def test_mixed_outcomes_in_one_batch(server: RecordingServer, fake: CoveoFake, m
     assert result.retry_ids == {busy.event_id}
     assert result.retry_after == 2
     assert set(result.rejected) == {bad.event_id}
+
+
+@pytest.mark.parametrize("status", [408, 429, 500, 501, 520])
+def test_transient_statuses_are_retried(server: RecordingServer, make_exporter: MakeExporter, status: int) -> None:
+    server.script(Reply(status, {"message": "try later", "type": "Unavailable"}, headers={"Retry-After": "3"}))
+    result = send(make_exporter(), make_event())
+    assert result.status is ExportStatus.RETRY
+    assert result.retry_after == 3
+    assert result.message == f"Coveo HTTP {status} Unavailable: try later"
 
 
 def test_connection_reset_is_retried(server: RecordingServer, make_exporter: MakeExporter) -> None:

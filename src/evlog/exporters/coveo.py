@@ -293,7 +293,7 @@ def build_payload(event: Event, options: CoveoOptions) -> dict[str, Any]:
     for name, value in data.items():
         if name in FIELD_NAMES and value is not None:
             fields[name] = _check_field(name, value)
-    event_type = event.category if event.category is not None else options.default_event_type
+    event_type = event.category or options.default_event_type
     if not event_type:
         raise EventRejected("eventType is required: give the event a category or set default_event_type")
     for name, text in (("eventType", event_type), ("eventValue", event.name)):
@@ -343,6 +343,12 @@ class _CookielessClient(HttpClient):
         if session.cookies.get_policy() is not _BLOCK_COOKIES:
             session.cookies.set_policy(_BLOCK_COOKIES)
         return session
+
+
+def _retryable(outcome: HttpOutcome) -> bool:
+    """No answer, 408, 429 and every 5xx: the same event may be accepted later. Other statuses are final."""
+    status = outcome.status
+    return status is None or status in (408, 429) or 500 <= status <= 599
 
 
 @attrs.frozen
@@ -438,7 +444,7 @@ class CoveoExporter(Exporter):
                 continue
             reason = self._describe(outcome)
             messages.append(reason)
-            if outcome.retryable:
+            if _retryable(outcome):
                 retry.append(event)
                 if outcome.retry_after is not None:
                     retry_after = max(retry_after or 0.0, outcome.retry_after)
