@@ -4,6 +4,7 @@ ownership, and OTLP/HTTP end to end to a loopback receiver configured only throu
 from __future__ import annotations
 
 import datetime as _dt
+import inspect
 import os
 import threading
 import time
@@ -238,21 +239,36 @@ def test_awkward_values_survive_the_real_otlp_encoder(receiver: OtlpReceiver) ->
     assert records[0].attributes["evlog.data"] == {"big": str(2**64), "nested": {"mixed": "[true,1.5]"}}
 
 
-def test_attribute_limit_evicts_data_never_semconv_keys(memory: Any) -> None:
-    provider = LoggerProvider(shutdown_on_exit=False, log_record_limits=LogRecordLimits(max_attributes=10))
-    store = InMemoryLogRecordExporter()
-    provider.add_log_record_processor(SimpleLogRecordProcessor(store))
-    exporter = OtelExporter(logger_provider=provider)
+def _crowded_event() -> Event:
     exc = ExceptionInfo(exception_type="ValueError", exception_msg="bad", source_file="a.py", source_line=3)
-    event = _event(data={f"k{i}": i for i in range(50)}, user=User(id="u"), session_id="s", exception=exc)
-    assert exporter.export(Batch((event,))).ok
-    attrs = dict(store.get_finished_logs()[0].log_record.attributes)
-    provider.shutdown()
+    return _event(data={f"k{i}": i for i in range(50)}, user=User(id="u"), session_id="s", exception=exc)
+
+
+def test_attribute_limit_from_env_drops_data_never_semconv_keys(monkeypatch: pytest.MonkeyPatch, memory: Any) -> None:
+    monkeypatch.setenv("OTEL_ATTRIBUTE_COUNT_LIMIT", "10")
+    exporter = OtelExporter(logger_provider=memory[0])
+    assert exporter.export(Batch((_crowded_event(),))).ok
+    attrs = dict(memory[1].get_finished_logs()[0].log_record.attributes)
     semconv = {"exception.type", "exception.message", "exception.stacktrace", "code.file.path", "code.line.number"}
     assert semconv | {"user.id", "session.id", "log.record.uid"} <= set(attrs)
     assert len(attrs) == 10
     assert attrs["evlog.data.k0"] == 0
     assert attrs["evlog.dropped_attributes"] == 49
+    assert exporter.stats()["attributes_dropped"] == 49
+
+
+def test_provider_attribute_limit_is_honoured() -> None:
+    if "log_record_limits" not in inspect.signature(LoggerProvider).parameters:
+        pytest.skip("per-provider log record limits need opentelemetry-sdk >= 1.44")
+    provider = LoggerProvider(shutdown_on_exit=False, log_record_limits=LogRecordLimits(max_attributes=10))
+    store = InMemoryLogRecordExporter()
+    provider.add_log_record_processor(SimpleLogRecordProcessor(store))
+    exporter = OtelExporter(logger_provider=provider, max_attributes=100)
+    assert exporter.export(Batch((_crowded_event(),))).ok
+    attrs = dict(store.get_finished_logs()[0].log_record.attributes)
+    provider.shutdown()
+    assert {"exception.type", "code.line.number", "user.id", "session.id", "log.record.uid"} <= set(attrs)
+    assert len(attrs) == 10
     assert exporter.stats()["attributes_dropped"] == 49
 
 
