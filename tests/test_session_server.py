@@ -27,7 +27,7 @@ from support.loopback import Fault, Reply
 UTC = _dt.timezone.utc
 WHEN = _dt.datetime(2024, 5, 1, 12, 0, 0, 250000, tzinfo=UTC)
 SECRET = "sk-test-7f3a9c1e5b"
-FAST = {"flush_interval": 0.05, "retry_initial_backoff": 0.01, "retry_max_backoff": 0.05}
+FAST: dict[str, Any] = {"flush_interval": 0.05, "retry_initial_backoff": 0.01, "retry_max_backoff": 0.05}
 
 
 def make_event(name: str = "clicked", **fields: Any) -> Event:

@@ -24,8 +24,10 @@ import attrs
 
 from support.loopback import Fault, RecordingServer, Reply, Request
 
-_STRING_FIELDS = ("name", "category", "group", "message", "exception_type", "exception_msg", "source_file")
-_STRING_FIELDS += ("source_function",)
+_STRING_FIELDS = (
+    *("name", "category", "group", "message"),
+    *("exception_type", "exception_msg", "source_file", "source_function"),
+)
 # Go's time.Time accepts RFC 3339 only: a date, a time, optional fraction, and Z or an offset.
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 

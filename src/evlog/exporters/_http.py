@@ -292,7 +292,7 @@ class ParallelSender:
             task()
 
     def run(self, calls: Sequence[Callable[[], T]], *, deadline: float | None = None) -> list[T | None]:
-        """Results in order; ``None`` for a call that had not finished by ``deadline`` (monotonic)."""
+        """Results in order; ``None`` for a call that raised or had not finished by ``deadline`` (monotonic)."""
         if not calls:
             return []
         if len(calls) == 1 or self.workers == 1 or not self._ensure_threads():
@@ -305,6 +305,8 @@ class ParallelSender:
             def task() -> None:
                 try:
                     results[index] = call()
+                except Exception:  # a failing call must not kill its worker (the pool would shrink for good)
+                    results[index] = None
                 finally:
                     with done:
                         remaining[0] -= 1
