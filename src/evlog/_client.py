@@ -194,7 +194,7 @@ def new_event_id() -> str:
 
 def _to_datetime(stamp: Any) -> _dt.datetime:
     if type(stamp) is int:
-        return _EPOCH + (stamp // 1000) * _MICROS
+        return _EPOCH + ((stamp + 500) // 1000) * _MICROS  # nearest microsecond
     moment: _dt.datetime = stamp
     return moment.astimezone(_UTC)
 

@@ -1,0 +1,44 @@
+"""The public face: ``__all__`` is complete, ``import evlog`` is light, the package is typed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import evlog
+
+
+def test_all_lists_every_public_name() -> None:
+    public = {
+        name
+        for name in dir(evlog)
+        if not name.startswith("_") and name != "annotations" and not isinstance(getattr(evlog, name), type(sys))
+    }
+    assert public <= set(evlog.__all__)
+    for name in evlog.__all__:
+        assert hasattr(evlog, name), name
+
+
+def test_import_evlog_does_not_import_heavy_modules() -> None:
+    code = "import sys, evlog; print(sorted({m.split('.')[0] for m in sys.modules}))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    for heavy in ("requests", "urllib3", "opentelemetry"):
+        assert f"'{heavy}'" not in loaded
+
+
+def test_the_package_is_typed() -> None:
+    assert (Path(evlog.__file__).parent / "py.typed").is_file()
+
+
+def test_built_in_exporters_are_registered_as_entry_points() -> None:
+    names = {ep.name for ep in entry_points(group="evlog.exporters")}
+    assert {"console", "jsonl", "memory", "session_server", "statsig", "coveo", "adcp", "otel"} <= names
+    assert "evlog" in {ep.name for ep in entry_points(group="pytest11")}
+
+
+def test_errors_subclass_the_builtins_they_resemble() -> None:
+    assert issubclass(evlog.InvalidEventError, ValueError)
+    assert issubclass(evlog.ConfigError, ValueError)
+    assert issubclass(evlog.InvalidEventError, evlog.EvlogError)
