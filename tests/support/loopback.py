@@ -135,7 +135,9 @@ class RecordingServer:
             allow_reuse_address = True
 
         self._httpd = _Server(("127.0.0.1", 0), _Handler)
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="test-http", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="test-http", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -169,6 +171,13 @@ class RecordingServer:
         """The next requests get these answers, in order, before the handler is consulted again."""
         with self._cond:
             self._scripted.extend(actions)
+
+    def reset(self) -> None:
+        """Forget recorded requests and scripted replies (for a server shared by several tests)."""
+        with self._cond:
+            self.requests.clear()
+            self._scripted.clear()
+        self._release.clear()
 
     def release(self) -> None:
         """Let requests held by ``Fault.HANG`` go (their connections are closed without an answer)."""

@@ -8,6 +8,7 @@ Retries are not done here (the pipeline owns them, with backoff that shutdown ca
 from __future__ import annotations
 
 import gzip
+import http.cookiejar
 import ipaddress
 import json
 import queue
@@ -193,6 +194,9 @@ class HttpClient:
                 session.mount("http://", adapter)
                 session.verify = self._verify
                 session.trust_env = True
+                # Background delivery must not carry state between requests: a backend's cookie (Coveo sets a
+                # visitor cookie) would otherwise merge unrelated users' events.
+                session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
                 self._session = session
             return self._session
 
