@@ -274,7 +274,29 @@ def build_exporter_options(
             ) from None
         raise ConfigError(str(exc), path=prefix, source=source) from None
     except ValueError as exc:
-        raise ConfigError(str(exc), path=prefix, source=source) from None
+        bad = _failing_field(options_cls, kwargs)
+        if bad is None:
+            raise ConfigError(str(exc), path=prefix, source=source) from None
+        raise ConfigError(str(exc), path=f"{prefix}.{bad}", source=(sources or {}).get(bad, source)) from None
+
+
+def _failing_field(options_cls: type, kwargs: Mapping[str, Any]) -> str | None:
+    """The option whose own validator refuses its value, so the error names it (None: a cross-field check)."""
+    for field in attrs.fields(options_cls):
+        if field.validator is not None and field.name in kwargs and _refuses(field, kwargs[field.name]):
+            return str(field.name)
+    return None
+
+
+def _refuses(field: attrs.Attribute[Any], value: Any) -> bool:
+    assert field.validator is not None
+    try:
+        field.validator(None, field, value)
+    except ValueError:
+        return True
+    except Exception:  # a validator that needs the instance: it cannot be checked alone
+        return False
+    return False
 
 
 def _exporter_env(name: str, types_: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
