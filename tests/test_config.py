@@ -1,0 +1,714 @@
+"""Configuration: precedence (arguments > environment > file > defaults), the file's forms, every ``ConfigError``
+path, exporters given as instances or found by entry point, and what the first ``log_event`` does without
+``configure()``.
+
+The autouse fixture in conftest clears ``EVLOG_*`` and chdirs to a fresh tmp dir, so ``evlog.toml`` and
+``pyproject.toml`` are written in the current directory.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import logging
+import sys
+import textwrap
+import threading
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import attrs
+import pytest
+
+import evlog
+from evlog import Config, ConfigError, DropReason, InvalidEventError
+from evlog._client import current_client
+from evlog._config import load_config
+from evlog.exporters import available_exporters
+from evlog.exporters.console import ConsoleExporter
+from evlog.exporters.jsonl import JsonlExporter
+from evlog.exporters.memory import MemoryExporter
+
+
+def write(name: str, text: str) -> Path:
+    """Write a (dedented) file relative to the test's working directory, which is its tmp dir."""
+    path = Path(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def config_error(**args: Any) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        evlog.configure(**args)
+    return info.value
+
+
+def only(config: Config) -> Any:
+    """The one exporter of a configuration."""
+    assert len(config.exporters) == 1, config.exporters
+    return config.exporters[0]
+
+
+def read_lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def evlog_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("evlog-")]
+
+
+# --- the Config class itself --------------------------------------------------------------------------------
+
+
+def test_configure_accepts_every_config_field_and_nothing_else() -> None:
+    fields = {f.name for f in attrs.fields(Config)}
+    params = inspect.signature(evlog.configure).parameters
+    assert set(params) == fields
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is None for p in params.values())
+
+
+def test_every_config_field_has_a_type_a_default_and_a_doc_comment() -> None:
+    source = inspect.getsource(Config).splitlines()
+    for field in attrs.fields(Config):
+        assert field.type is not None, field.name
+        assert field.default is not attrs.NOTHING, field.name
+        line = next(i for i, text in enumerate(source) if text.strip().startswith(f"{field.name}:"))
+        assert source[line - 1].strip().startswith("#:"), f"{field.name} has no '#:' doc comment"
+
+
+def test_defaults_when_nothing_is_configured() -> None:
+    config = evlog.configure()
+    assert config.flush_interval == 1.0
+    assert config.sample_rate == 1.0
+    assert config.disabled is False
+    assert isinstance(only(config), ConsoleExporter)
+    evlog.shutdown()
+
+
+# --- precedence for a scalar: argument > environment > evlog.toml > pyproject [tool.evlog] > default ---------
+
+
+def test_scalar_from_pyproject_tool_evlog() -> None:
+    write(
+        "pyproject.toml",
+        """
+        [project]
+        name = "app"
+
+        [tool.evlog]
+        flush_interval = 4
+        """,
+    )
+    assert evlog.configure().flush_interval == 4.0
+    evlog.shutdown()
+
+
+def test_pyproject_without_tool_evlog_is_not_an_error() -> None:
+    write("pyproject.toml", '[project]\nname = "app"\n\n[tool.other]\nflush_interval = "nonsense"\n')
+    assert evlog.configure().flush_interval == 1.0
+    evlog.shutdown()
+
+
+def test_evlog_toml_wins_over_pyproject_and_is_the_only_file_read() -> None:
+    write("pyproject.toml", "[tool.evlog]\nflush_interval = 4\nsample_rate = 0.5\n")
+    write("evlog.toml", "flush_interval = 3\n")
+    config = evlog.configure()
+    assert config.flush_interval == 3.0
+    # One file is read, not a merge of both: pyproject's sample_rate does not leak in.
+    assert config.sample_rate == 1.0
+    evlog.shutdown()
+
+
+def test_environment_wins_over_the_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    write("evlog.toml", "flush_interval = 3\nmax_queue_size = 50\n")
+    monkeypatch.setenv("EVLOG_FLUSH_INTERVAL", "2.5")
+    config = evlog.configure()
+    assert config.flush_interval == 2.5
+    assert config.max_queue_size == 50  # per option: the file still provides what env leaves out
+    evlog.shutdown()
+
+
+def test_argument_wins_over_environment_and_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    write("evlog.toml", "flush_interval = 3\ndisabled = true\n")
+    monkeypatch.setenv("EVLOG_FLUSH_INTERVAL", "2.5")
+    monkeypatch.setenv("EVLOG_DISABLED", "1")
+    config = evlog.configure(flush_interval=0.5, disabled=False)
+    assert config.flush_interval == 0.5
+    assert config.disabled is False  # False is a value, not "not given"
+    evlog.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("option", "text", "expected"),
+    [
+        ("flush_interval", "2.5", 2.5),
+        ("max_queue_size", "7", 7),
+        ("shutdown_timeout", "0", 0.0),
+        ("retry_deadline", "3", 3.0),
+        ("retry_initial_backoff", "0.25", 0.25),
+        ("retry_max_backoff", "9", 9.0),
+        ("sample_rate", "0.5", 0.5),
+        ("disabled", "true", True),
+        ("capture_exceptions", "1", True),
+    ],
+)
+def test_every_scalar_option_has_an_environment_variable(option: str, text: str, expected: object) -> None:
+    # load_config, not configure(): capture_exceptions=True would install process-wide hooks.
+    config = load_config({}, environ={f"EVLOG_{option.upper()}": text})
+    assert getattr(config, option) == expected
+    assert type(getattr(config, option)) is type(expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("1", True), ("TRUE", True), ("yes", True), ("On", True), ("0", False), ("false", False), ("no", False),
+     ("off", False)],
+)  # fmt: skip
+def test_boolean_environment_values(text: str, expected: bool) -> None:
+    assert load_config({}, environ={"EVLOG_DISABLED": text}).disabled is expected
+
+
+# --- precedence for an exporter option: configure mapping > EVLOG_JSONL_PATH > [exporters.jsonl] ------------
+
+
+def test_exporter_option_from_file_table() -> None:
+    write("evlog.toml", '[exporters.jsonl]\npath = "from-file.jsonl"\nfsync = true\n')
+    exporter = only(evlog.configure())
+    assert isinstance(exporter, JsonlExporter)
+    assert exporter.options.path == "from-file.jsonl"
+    assert exporter.options.fsync is True
+    evlog.shutdown()
+
+
+def test_exporter_option_from_environment_wins_over_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    write("evlog.toml", '[exporters.jsonl]\npath = "from-file.jsonl"\nfsync = true\n')
+    monkeypatch.setenv("EVLOG_JSONL_PATH", "from-env.jsonl")
+    options = only(evlog.configure()).options
+    assert options.path == "from-env.jsonl"
+    assert options.fsync is True  # merged per option, not per source
+    evlog.shutdown()
+
+
+def test_exporter_option_from_configure_mapping_wins_over_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    write("evlog.toml", '[exporters.jsonl]\npath = "from-file.jsonl"\n')
+    monkeypatch.setenv("EVLOG_JSONL_PATH", "from-env.jsonl")
+    monkeypatch.setenv("EVLOG_JSONL_FSYNC", "yes")
+    options = only(evlog.configure(exporters={"jsonl": {"path": "from-arg.jsonl"}})).options
+    assert options.path == "from-arg.jsonl"
+    assert options.fsync is True
+    evlog.shutdown()
+
+
+def test_file_options_apply_to_an_exporter_selected_by_argument() -> None:
+    write("evlog.toml", '[exporters.jsonl]\npath = "from-file.jsonl"\n\n[exporters.memory]\nmax_events = 3\n')
+    config = evlog.configure(exporters=["jsonl"])
+    assert only(config).options.path == "from-file.jsonl"
+    evlog.shutdown()
+
+
+def test_exporter_environment_options_are_read_for_an_exporter_selected_in_the_file(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    write("evlog.toml", 'exporters = ["memory"]\n')
+    monkeypatch.setenv("EVLOG_MEMORY_MAX_EVENTS", "12")
+    exporter = only(evlog.configure())
+    assert isinstance(exporter, MemoryExporter)
+    assert exporter.options.max_events == 12
+    evlog.shutdown()
+
+
+# --- EVLOG_CONFIG and the forms of `exporters` in the file --------------------------------------------------
+
+
+def test_evlog_config_names_the_file_to_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    write("evlog.toml", "flush_interval = 3\n")
+    custom = write("conf/custom.toml", "flush_interval = 7\n[exporters.memory]\n")
+    monkeypatch.setenv("EVLOG_CONFIG", str(custom.resolve()))
+    config = evlog.configure()
+    assert config.flush_interval == 7.0
+    assert isinstance(only(config), MemoryExporter)
+    evlog.shutdown()
+
+
+def test_evlog_config_pointing_at_a_missing_file_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    write("evlog.toml", "flush_interval = 3\n")
+    monkeypatch.setenv("EVLOG_CONFIG", "nowhere/evlog.toml")
+    err = config_error()
+    assert err.source == "environment variable EVLOG_CONFIG"
+    assert "nowhere/evlog.toml" in str(err)
+    assert "does not exist" in str(err)
+
+
+def test_exporters_as_a_list_in_the_file() -> None:
+    write("evlog.toml", 'exporters = ["jsonl", "memory"]\n')
+    config = evlog.configure()
+    assert [type(e) for e in config.exporters] == [JsonlExporter, MemoryExporter]
+    assert config.exporters[0].options == JsonlExporter.Options()
+    evlog.shutdown()
+
+
+def test_exporters_as_tables_in_the_file_select_them_in_order() -> None:
+    write(
+        "evlog.toml",
+        """
+        flush_interval = 2
+
+        [exporters.memory]
+        max_events = 5
+
+        [exporters.jsonl]
+        path = "out/events.jsonl"
+        """,
+    )
+    config = evlog.configure()
+    assert [type(e) for e in config.exporters] == [MemoryExporter, JsonlExporter]
+    assert config.exporters[0].options.max_events == 5
+    assert config.exporters[1].options.path == "out/events.jsonl"
+    evlog.shutdown()
+
+
+def test_switching_backends_is_a_configuration_change(monkeypatch: pytest.MonkeyPatch) -> None:
+    write("evlog.toml", 'exporters = ["console"]\n')
+    assert isinstance(only(evlog.configure()), ConsoleExporter)
+    monkeypatch.setenv("EVLOG_EXPORTERS", " jsonl , memory ")
+    config = evlog.configure()
+    assert [e.name for e in config.exporters] == ["jsonl", "memory"]
+    evlog.shutdown()
+
+
+# --- ConfigError: where, from which source, and what is accepted --------------------------------------------
+
+
+def test_config_error_message_names_path_and_source(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EVLOG_FLUSH_INTERVAL", "abc")
+    err = config_error()
+    assert isinstance(err, ValueError)
+    assert (err.path, err.source) == ("flush_interval", "environment variable EVLOG_FLUSH_INTERVAL")
+    assert str(err) == "flush_interval (from environment variable EVLOG_FLUSH_INTERVAL): expected a number, got 'abc'"
+
+
+def test_unknown_top_level_key_in_evlog_toml() -> None:
+    write("evlog.toml", "flush_intervall = 3\n")
+    err = config_error()
+    assert (err.path, err.source) == ("flush_intervall", "evlog.toml")
+    assert "unknown key 'flush_intervall'" in str(err)
+    assert "flush_interval" in str(err).split("valid keys are:")[1]
+
+
+def test_unknown_key_in_pyproject_tool_evlog() -> None:
+    write("pyproject.toml", '[tool.evlog]\nexporter = ["jsonl"]\n')
+    err = config_error()
+    assert (err.path, err.source) == ("exporter", "pyproject.toml [tool.evlog]")
+
+
+@pytest.mark.parametrize(
+    ("setup", "path", "source"),
+    [
+        ({"arg": ["console", "nope"]}, "exporters[1]", "configure()"),
+        ({"env": "console,nope"}, "exporters[1]", "environment variable EVLOG_EXPORTERS"),
+        ({"file": "[exporters.console]\n[exporters.nope]\n"}, "exporters[1]", "evlog.toml"),
+    ],
+)
+def test_unknown_exporter_name_lists_the_available_ones(
+    monkeypatch: pytest.MonkeyPatch, setup: dict[str, Any], path: str, source: str
+) -> None:
+    if "env" in setup:
+        monkeypatch.setenv("EVLOG_EXPORTERS", setup["env"])
+    if "file" in setup:
+        write("evlog.toml", setup["file"])
+    err = config_error(exporters=setup.get("arg"))
+    assert (err.path, err.source) == (path, source)
+    assert "unknown exporter 'nope'" in str(err)
+    listed = str(err).split("available exporters:")[1]
+    assert all(name in listed for name in available_exporters())
+    assert {"console", "jsonl", "memory"} <= set(available_exporters())
+
+
+def test_unknown_exporter_option_in_configure_mapping() -> None:
+    err = config_error(exporters={"jsonl": {"pth": "x.jsonl"}})
+    assert (err.path, err.source) == ("exporters.jsonl.pth", "configure()")
+    assert "its options are: fsync, path" in str(err)
+
+
+def test_unknown_exporter_option_in_file_table() -> None:
+    write("evlog.toml", '[exporters.jsonl]\npth = "x.jsonl"\n')
+    err = config_error()
+    assert (err.path, err.source) == ("exporters.jsonl.pth", "evlog.toml")
+
+
+def test_misspelt_environment_variable_of_a_selected_exporter(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EVLOG_EXPORTERS", "jsonl")
+    monkeypatch.setenv("EVLOG_JSONL_PATHH", "x.jsonl")
+    err = config_error()
+    assert err.path.startswith("exporters.jsonl")
+    assert "environment" in err.source
+    assert "EVLOG_JSONL_PATHH" in str(err)
+    assert str(err).endswith("its variables are: EVLOG_JSONL_FSYNC, EVLOG_JSONL_PATH")
+
+
+@pytest.mark.parametrize(
+    ("args", "path"),
+    [
+        ({"flush_interval": "5"}, "flush_interval"),
+        ({"max_queue_size": 1.5}, "max_queue_size"),
+        ({"max_queue_size": True}, "max_queue_size"),
+        ({"disabled": "yes"}, "disabled"),
+        ({"exporters": {"jsonl": {"fsync": "yes"}}}, "exporters.jsonl.fsync"),
+        ({"exporters": {"jsonl": {"path": 3}}}, "exporters.jsonl.path"),
+        ({"exporters": {"jsonl": ["path"]}}, "exporters.jsonl"),
+        ({"exporters": [3]}, "exporters[0]"),
+        ({"exporters": 3}, "exporters"),
+        ({"on_drop": 3}, "on_drop"),
+    ],
+)
+def test_wrong_type_in_arguments(args: dict[str, Any], path: str) -> None:
+    err = config_error(**args)
+    assert (err.path, err.source) == (path, "configure()")
+
+
+@pytest.mark.parametrize(
+    ("toml", "path"),
+    [
+        ('flush_interval = "5"', "flush_interval"),
+        ("max_queue_size = 10.0", "max_queue_size"),
+        ('capture_exceptions = "yes"', "capture_exceptions"),
+        ("[exporters.jsonl]\npath = 3", "exporters.jsonl.path"),
+        ("[exporters]\njsonl = 3", "exporters.jsonl"),
+        ('exporters = ["jsonl", 3]', "exporters"),
+    ],
+)
+def test_wrong_type_in_file(toml: str, path: str) -> None:
+    write("evlog.toml", toml + "\n")
+    err = config_error()
+    assert (err.path, err.source) == (path, "evlog.toml")
+
+
+@pytest.mark.parametrize(
+    ("env", "path"),
+    [
+        ({"EVLOG_FLUSH_INTERVAL": "abc"}, "flush_interval"),
+        ({"EVLOG_MAX_QUEUE_SIZE": "1.5"}, "max_queue_size"),
+        ({"EVLOG_DISABLED": "maybe"}, "disabled"),
+        ({"EVLOG_EXPORTERS": "jsonl", "EVLOG_JSONL_FSYNC": "maybe"}, "exporters.jsonl.fsync"),
+        ({"EVLOG_EXPORTERS": "memory", "EVLOG_MEMORY_MAX_EVENTS": "many"}, "exporters.memory.max_events"),
+    ],
+)
+def test_unparsable_environment_value(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], path: str) -> None:
+    for var, text in env.items():
+        monkeypatch.setenv(var, text)
+    err = config_error()
+    bad_var = list(env)[-1]
+    assert (err.path, err.source) == (path, f"environment variable {bad_var}")
+    assert repr(env[bad_var]) in str(err)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("sample_rate", 2), ("sample_rate", -0.1), ("flush_interval", 0), ("max_queue_size", 0),
+     ("shutdown_timeout", -1), ("retry_initial_backoff", 0), ("flush_interval", float("nan"))],
+)  # fmt: skip
+def test_out_of_range_argument(option: str, value: float) -> None:
+    err = config_error(**{option: value})
+    assert (err.path, err.source) == (option, "configure()")
+    assert "expected" in str(err)
+
+
+def test_out_of_range_value_in_environment_and_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    write("evlog.toml", "sample_rate = 2\n")
+    err = config_error()
+    assert (err.path, err.source) == ("sample_rate", "evlog.toml")
+    monkeypatch.setenv("EVLOG_FLUSH_INTERVAL", "0")
+    write("evlog.toml", "")
+    err = config_error()
+    assert (err.path, err.source) == ("flush_interval", "environment variable EVLOG_FLUSH_INTERVAL")
+
+
+@pytest.mark.parametrize(
+    ("source", "setup"),
+    [
+        ("configure()", {"arg": {"memory": {"max_events": -1}}}),
+        ("environment variable EVLOG_MEMORY_MAX_EVENTS", {"env": "-1"}),
+        ("evlog.toml", {"file": "[exporters.memory]\nmax_events = -1\n"}),
+    ],
+)
+def test_exporter_option_rejected_by_its_validator_names_the_option_and_its_source(
+    monkeypatch: pytest.MonkeyPatch, source: str, setup: dict[str, Any]
+) -> None:
+    if "env" in setup:
+        monkeypatch.setenv("EVLOG_MEMORY_MAX_EVENTS", setup["env"])
+    if "file" in setup:
+        write("evlog.toml", setup["file"])
+    err = config_error(exporters=setup.get("arg", ["memory"]))
+    assert (err.path, err.source) == ("exporters.memory.max_events", source)
+    assert "-1" in str(err)
+
+
+@pytest.mark.parametrize(
+    ("arg", "env", "source"),
+    [
+        (["jsonl", "memory", "jsonl"], None, "configure()"),
+        (None, "memory,memory", "environment variable EVLOG_EXPORTERS"),
+    ],
+)
+def test_exporter_listed_twice(
+    monkeypatch: pytest.MonkeyPatch, arg: list[str] | None, env: str | None, source: str
+) -> None:
+    if env is not None:
+        monkeypatch.setenv("EVLOG_EXPORTERS", env)
+    err = config_error(exporters=arg)
+    assert (err.path, err.source) == ("exporters", source)
+    assert "listed twice" in str(err)
+
+
+def test_exporters_as_a_plain_string_argument_is_refused() -> None:
+    err = config_error(exporters="jsonl")
+    assert (err.path, err.source) == ("exporters", "configure()")
+    assert "exporters=['jsonl']" in str(err)
+
+
+def test_exporters_as_a_plain_string_in_the_file_is_refused() -> None:
+    write("evlog.toml", 'exporters = "jsonl"\n')
+    err = config_error()
+    assert (err.path, err.source) == ("exporters", "evlog.toml")
+
+
+@pytest.mark.parametrize("filename", ["evlog.toml", "pyproject.toml"])
+def test_invalid_toml(filename: str) -> None:
+    write(filename, "[tool.evlog]\nflush_interval = = 1\n")
+    err = config_error()
+    assert err.source == filename
+    assert "not valid TOML" in str(err)
+
+
+@pytest.mark.parametrize(
+    ("toml", "path"),
+    [
+        ('on_drop = "no_such_module_for_evlog_tests:record"', "on_drop"),
+        ('on_drop = "no colon here"', "on_drop"),
+        ('before_send = ["json:dumps", "json:no_such_function"]', "before_send[1]"),
+        ('before_send = ["json:__doc__"]', "before_send[0]"),
+    ],
+)
+def test_bad_callable_in_file(toml: str, path: str) -> None:
+    write("evlog.toml", toml + "\n")
+    err = config_error()
+    assert (err.path, err.source) == (path, "evlog.toml")
+
+
+# --- exporters given in code, and third-party exporters by entry point --------------------------------------
+
+
+def test_exporter_instances_passed_in_code_are_used_as_they_are() -> None:
+    memory = MemoryExporter(max_events=10)
+    config = evlog.configure(exporters=[memory, "jsonl"], flush_interval=0.05)
+    assert config.exporters[0] is memory
+    assert isinstance(config.exporters[1], JsonlExporter)
+    evlog.log_event("from_code")
+    assert evlog.flush(5)
+    assert [e.name for e in memory.events] == ["from_code"]
+    evlog.shutdown()
+
+
+def test_exporter_class_passed_in_code_is_built_from_configuration() -> None:
+    write("evlog.toml", "[exporters.memory]\nmax_events = 4\n")
+    exporter = only(evlog.configure(exporters=[MemoryExporter]))
+    assert isinstance(exporter, MemoryExporter)
+    assert exporter.options.max_events == 4
+    evlog.shutdown()
+
+
+def test_exporter_constructor_arguments_are_checked() -> None:
+    with pytest.raises(ConfigError) as info:
+        MemoryExporter(max_event=3)
+    assert (info.value.path, info.value.source) == ("exporters.memory.max_event", "constructor arguments")
+
+
+PLUGIN_SOURCE = '''
+"""A third-party exporter, installed as its own distribution."""
+import attrs
+from evlog import Exporter, ExportResult
+
+
+@attrs.frozen
+class FakeOptions:
+    greeting: str = "hi"
+
+
+class FakeExporter(Exporter):
+    name = "fake"
+    Options = FakeOptions
+    exported: list = []
+
+    def export(self, batch):
+        FakeExporter.exported.extend(e.name for e in batch.events)
+        return ExportResult.success()
+'''
+
+
+@pytest.fixture
+def plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """A distribution made on the fly whose entry points register exporters with evlog."""
+    site = tmp_path / "site"
+    (site / "fake_evlog_plugin-0.0.dist-info").mkdir(parents=True)
+    (site / "fake_evlog_plugin-0.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: fake-evlog-plugin\nVersion: 0.0\n", encoding="utf-8"
+    )
+    (site / "fake_evlog_plugin-0.0.dist-info" / "entry_points.txt").write_text(
+        "[evlog.exporters]\n"
+        "fake = fake_evlog_plugin:FakeExporter\n"
+        "not_an_exporter = fake_evlog_plugin:FakeOptions\n"
+        "broken = fake_evlog_plugin_missing_module:Exporter\n",
+        encoding="utf-8",
+    )
+    (site / "fake_evlog_plugin.py").write_text(PLUGIN_SOURCE, encoding="utf-8")
+    monkeypatch.delitem(sys.modules, "fake_evlog_plugin", raising=False)
+    monkeypatch.syspath_prepend(str(site))
+    importlib.invalidate_caches()
+    return importlib.import_module("fake_evlog_plugin")
+
+
+def test_third_party_exporter_is_found_by_entry_point(plugin: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert "fake" in available_exporters()
+    monkeypatch.setenv("EVLOG_FAKE_GREETING", "hello")
+    config = evlog.configure(exporters=["fake"], flush_interval=0.05)
+    exporter = only(config)
+    assert isinstance(exporter, plugin.FakeExporter)
+    assert exporter.options.greeting == "hello"
+    evlog.log_event("via_plugin")
+    assert evlog.flush(5)
+    assert plugin.FakeExporter.exported == ["via_plugin"]
+    evlog.shutdown()
+
+
+def test_third_party_exporter_selected_by_environment(plugin: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EVLOG_EXPORTERS", "fake,memory")
+    config = evlog.configure()
+    assert [type(e) for e in config.exporters] == [plugin.FakeExporter, MemoryExporter]
+    evlog.shutdown()
+
+
+def test_entry_point_that_is_not_an_exporter_is_a_config_error(plugin: ModuleType) -> None:
+    err = config_error(exporters=["not_an_exporter"])
+    assert (err.path, err.source) == ("exporters[0]", "configure()")
+    assert "not an evlog Exporter subclass" in str(err)
+
+
+def test_entry_point_whose_module_is_missing_is_an_exporter_error(plugin: ModuleType) -> None:
+    with pytest.raises(evlog.ExporterError, match="'broken' could not be imported"):
+        evlog.configure(exporters=["broken"])
+
+
+# --- processors named in the file ---------------------------------------------------------------------------
+
+HOOKS_SOURCE = """
+drops = []
+
+
+def scrub(event):
+    return None if event.name == "secret" else event
+
+
+def record(drop):
+    drops.append(drop)
+"""
+
+
+def test_before_send_and_on_drop_as_module_function_strings_in_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hooks_dir = tmp_path / "hooks"
+    hooks_dir.mkdir()
+    (hooks_dir / "evlog_test_hooks.py").write_text(HOOKS_SOURCE, encoding="utf-8")
+    monkeypatch.delitem(sys.modules, "evlog_test_hooks", raising=False)
+    monkeypatch.syspath_prepend(str(hooks_dir))
+    write("evlog.toml", 'before_send = ["evlog_test_hooks:scrub"]\non_drop = "evlog_test_hooks:record"\n')
+    memory = MemoryExporter()
+    config = evlog.configure(exporters=[memory], flush_interval=0.05)
+    hooks = sys.modules["evlog_test_hooks"]
+    assert config.before_send == (hooks.scrub,)
+    assert config.on_drop is hooks.record
+    evlog.log_event("secret")
+    evlog.log_event("public")
+    assert evlog.flush(5)
+    assert [e.name for e in memory.events] == ["public"]
+    assert [(d.reason, d.count) for d in hooks.drops] == [(DropReason.BEFORE_SEND, 1)]
+    evlog.shutdown()
+
+
+def test_before_send_from_environment_is_a_comma_separated_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EVLOG_BEFORE_SEND", "json:dumps, json:loads")
+    assert evlog.configure().before_send == (json.dumps, json.loads)
+    evlog.shutdown()
+
+
+# --- disabled, and the first log_event without configure() -------------------------------------------------
+
+
+def test_disabled_makes_log_event_a_no_op_that_still_validates(monkeypatch: pytest.MonkeyPatch) -> None:
+    out = Path("events.jsonl")
+    monkeypatch.setenv("EVLOG_DISABLED", "1")
+    monkeypatch.setenv("EVLOG_EXPORTERS", "jsonl")
+    monkeypatch.setenv("EVLOG_JSONL_PATH", str(out))
+    evlog.log_event("ignored", data={"n": 1})
+    with pytest.raises(InvalidEventError):
+        evlog.log_event("")
+    with pytest.raises(InvalidEventError):
+        evlog.log_event("bad_level", level="loud")
+    assert evlog.flush(5)
+    assert evlog_threads() == []
+    assert not out.exists()
+
+
+def test_first_log_event_configures_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    out = Path("logs/events.jsonl")
+    monkeypatch.setenv("EVLOG_EXPORTERS", "jsonl")
+    monkeypatch.setenv("EVLOG_JSONL_PATH", str(out))
+    monkeypatch.setenv("EVLOG_FLUSH_INTERVAL", "0.05")
+    assert current_client() is None
+    evlog.log_event("first", category="boot", data={"n": 1})
+    assert evlog.flush(5)
+    [line] = read_lines(out)
+    assert (line["name"], line["category"], line["data"]) == ("first", "boot", {"n": 1})
+    evlog.shutdown()
+
+
+def test_first_log_event_configures_from_evlog_toml() -> None:
+    write("evlog.toml", 'flush_interval = 0.05\n[exporters.jsonl]\npath = "from-toml.jsonl"\n')
+    evlog.log_event("from_file")
+    assert evlog.flush(5)
+    assert [line["name"] for line in read_lines(Path("from-toml.jsonl"))] == ["from_file"]
+    evlog.shutdown()
+
+
+def test_broken_environment_falls_back_to_console_with_one_error(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("EVLOG_EXPORTERS", "jsonl,nope")
+    caplog.set_level(logging.ERROR, logger="evlog")
+    evlog.log_event("still_recorded")  # must not raise
+    evlog.log_event("again")
+    assert evlog.flush(5)
+    errors = [r for r in caplog.records if r.name == "evlog" and r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert "unknown exporter 'nope'" in errors[0].getMessage()
+    client = current_client()
+    assert client is not None
+    assert [type(e) for e in client.config.exporters] == [ConsoleExporter]
+    err = capsys.readouterr().err
+    assert "still_recorded" in err
+    assert "again" in err
+    evlog.shutdown()
+
+
+def test_broken_file_falls_back_to_console_too(caplog: pytest.LogCaptureFixture) -> None:
+    write("evlog.toml", "flush_interval = = 1\n")
+    caplog.set_level(logging.ERROR, logger="evlog")
+    evlog.log_event("survives")
+    client = current_client()
+    assert client is not None
+    assert [type(e) for e in client.config.exporters] == [ConsoleExporter]
+    assert ["not valid TOML" in r.getMessage() for r in caplog.records if r.name == "evlog"] == [True]
+    evlog.shutdown()
