@@ -284,6 +284,7 @@ class AdcpExporter(Exporter):
         outcome = reply.outcome
         if not outcome.ok:
             result = outcome_to_result(outcome, what="AdCP log_event")
+            result = attrs.evolve(result, message=self._clean(result.message))  # servers may echo the token
             if outcome.status in (401, 403):
                 return ExportResult.failure(f"{result.message} (check the adcp token and auth_header)")
             return result
