@@ -184,9 +184,16 @@ def _read_file(environ: Mapping[str, str]) -> tuple[dict[str, Any], str]:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"not valid TOML: {exc}", source=str(path)) from None
         if in_pyproject:
-            table = doc.get("tool", {}).get("evlog")
+            tool = doc.get("tool")
+            table = tool.get("evlog") if isinstance(tool, dict) else None
             if table is None:
                 continue
+            if not isinstance(table, dict):
+                raise ConfigError(
+                    f"expected a table ([tool.evlog] with keys such as flush_interval), got {table!r:.80}",
+                    path="tool.evlog",
+                    source=str(path),
+                )
             return dict(table), f"{path} [tool.evlog]"
         return dict(doc), str(path)
     return {}, ""
