@@ -112,6 +112,19 @@ def test_pyproject_without_tool_evlog_is_not_an_error() -> None:
     evlog.shutdown()
 
 
+@pytest.mark.parametrize("text", ['[tool]\nevlog = "jsonl"\n', "[tool]\nevlog = [1, 2]\n"])
+def test_tool_evlog_that_is_not_a_table_is_a_config_error(text: str) -> None:
+    write("pyproject.toml", text)
+    err = config_error()
+    assert (err.path, err.source) == ("tool.evlog", "pyproject.toml")
+
+
+def test_pyproject_whose_tool_is_not_a_table_is_not_evlog_s_business() -> None:
+    write("pyproject.toml", "tool = 1\n")
+    assert evlog.configure().flush_interval == 1.0
+    evlog.shutdown()
+
+
 def test_evlog_toml_wins_over_pyproject_and_is_the_only_file_read() -> None:
     write("pyproject.toml", "[tool.evlog]\nflush_interval = 4\nsample_rate = 0.5\n")
     write("evlog.toml", "flush_interval = 3\n")
