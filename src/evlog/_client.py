@@ -600,19 +600,24 @@ def configure(
     return config
 
 
-def _apply_exception_capture(enabled: bool) -> None:
-    """Install or remove the uncaught-exception hooks (a no-op until that module exists)."""
-    import importlib
+_hooks_from_config = False
 
-    try:
-        hooks: Any = importlib.import_module("evlog._excepthook")
-    except ModuleNotFoundError:  # pragma: no cover - until the hooks module ships
-        return
-    _excepthook = hooks
+
+def _apply_exception_capture(enabled: bool) -> None:
+    """Install the uncaught-exception hooks, or remove them if an earlier ``configure()`` installed them.
+
+    Hooks the app installed itself (``evlog.install_exception_hooks()``) are left alone by a ``configure()``
+    that does not ask for them.
+    """
+    global _hooks_from_config
+    from evlog import _excepthook
+
     if enabled:
         _excepthook.install()
-    else:
+        _hooks_from_config = True
+    elif _hooks_from_config:
         _excepthook.uninstall()
+        _hooks_from_config = False
 
 
 def flush(timeout: float = 5.0) -> bool:
