@@ -196,6 +196,13 @@ def test_keep_alive_reuses_one_connection(recording_server: RecordingServer, cli
     assert sum(p.num_connections for p in pool.pools._container.values()) == 1
 
 
+def test_cookies_set_by_a_server_are_not_sent_back(recording_server: RecordingServer, client: HttpClient) -> None:
+    recording_server.script(Reply(200, {}, headers={"Set-Cookie": "visitor=abc123; Path=/"}))
+    assert client.post_json(recording_server.url + "/x", {}).ok
+    assert client.post_json(recording_server.url + "/x", {}).ok
+    assert recording_server.requests[1].header("Cookie") is None
+
+
 # --- secrets ----------------------------------------------------------------------------------------------------------
 
 

@@ -155,6 +155,21 @@ def test_no_heartbeat_thread_when_disabled(
     assert not [t for t in threading.enumerate() if t.name == "evlog-session-heartbeat"]
 
 
+def test_forked_child_neither_ends_nor_replaces_the_parents_session(
+    fake: DataCatFake, make_exporter: Callable[..., SessionServerExporter]
+) -> None:
+    """reset_after_fork runs in the child; the parent's session stays the parent's to end."""
+    exporter = make_exporter()
+    assert exporter.export(Batch((make_event("in parent"),))).ok
+    exporter.reset_after_fork()
+    assert exporter.export(Batch((make_event("in child"),))).ok
+    exporter.shutdown(2)
+    session = fake.only_session()
+    assert [e["name"] for e in session.events] == ["in parent", "in child"]
+    assert not session.ended
+    assert len(fake.server.requests_to("/api/sessions")) == 1
+
+
 # --- fields -------------------------------------------------------------------------------------------------------
 
 
