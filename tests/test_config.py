@@ -464,6 +464,7 @@ def test_exporter_option_rejected_by_its_validator_names_the_option_and_its_sour
     [
         (["jsonl", "memory", "jsonl"], None, "configure()"),
         (None, "memory,memory", "environment variable EVLOG_EXPORTERS"),
+        (None, None, "evlog.toml"),
     ],
 )
 def test_exporter_listed_twice(
@@ -471,6 +472,7 @@ def test_exporter_listed_twice(
 ) -> None:
     if env is not None:
         monkeypatch.setenv("EVLOG_EXPORTERS", env)
+    write("evlog.toml", 'exporters = ["console", "console"]\n')  # used only when neither of the above is set
     err = config_error(exporters=arg)
     assert (err.path, err.source) == ("exporters", source)
     assert "listed twice" in str(err)
