@@ -727,3 +727,10 @@ def test_broken_file_falls_back_to_console_too(caplog: pytest.LogCaptureFixture)
     assert [type(e) for e in client.config.exporters] == [ConsoleExporter]
     assert ["not valid TOML" in r.getMessage() for r in caplog.records if r.name == "evlog"] == [True]
     evlog.shutdown()
+
+
+def test_an_empty_exporter_list_is_refused_rather_than_losing_events() -> None:
+    with pytest.raises(ConfigError) as info:
+        evlog.configure(exporters=[])
+    assert info.value.path == "exporters"
+    assert "disabled" in str(info.value)

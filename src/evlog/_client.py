@@ -163,7 +163,9 @@ def _autoconfigure() -> Client | _Capture:
             return _gate.client
         try:
             configure()
-        except (ConfigError, ExporterError) as exc:
+        except Exception as exc:  # a broken environment must never crash the app's log_event
+            if not isinstance(exc, (ConfigError, ExporterError)):
+                exc = ExporterError(f"{type(exc).__name__}: {exc}")
             with guarded():
                 internal_logger.error(
                     "evlog: the configuration from the environment / config file is invalid (%s); "

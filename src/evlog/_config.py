@@ -207,7 +207,7 @@ def _resolve_callable(spec: Any, *, path: str, source: str) -> Callable[..., Any
 
         try:
             obj = _import_target(spec)
-        except (ImportError, AttributeError) as exc:
+        except Exception as exc:  # an import can fail in any way; it must surface as a config error
             raise ConfigError(f"cannot import {spec!r}: {exc}", path=path, source=source) from None
         if callable(obj):
             return obj  # type: ignore[no-any-return]
@@ -494,5 +494,12 @@ def load_config(args: Mapping[str, Any], environ: Mapping[str, str] | None = Non
     selection, arg_opts, file_opts, sel_source = _exporter_selection(
         args.get("exporters"), environ, file_data, file_src
     )
+    if not selection:
+        raise ConfigError(
+            "no exporter selected: events would go nowhere without a word; name at least one "
+            "(e.g. 'console'), or set disabled=true (EVLOG_DISABLED=1) to turn evlog off",
+            path="exporters",
+            source=sel_source,
+        )
     values["exporters"] = _build_exporters(selection, arg_opts, file_opts, environ, sel_source, file_src)
     return Config(**values)
