@@ -48,12 +48,12 @@ _Raw = tuple[Any, ...]
 class _Gate:
     """What the hot path reads: a handful of attributes, swapped as a whole by configure/shutdown."""
 
-    __slots__ = ("client", "fast", "limit", "queue", "wake", "wake_at")
+    __slots__ = ("client", "limit", "queue", "wake", "wake_at")
 
     def __init__(self) -> None:
-        self.fast = False
         self.queue: deque[Any] = deque()
-        #: At this many queued events the slow path takes over (and counts the drop).
+        #: At this many queued events the slow path takes over (and counts the drop); 0 closes the fast path
+        #: (not configured yet, shut down, disabled, sampling, trace capture, capture_events()).
         self.limit = 0
         #: The event that makes the queue this long wakes the router (once per crossing).
         self.wake_at = 0
@@ -138,14 +138,13 @@ def log_event(
         None,
     )
     gate = _gate
-    if gate.fast:
-        queue = gate.queue
-        queued = len(queue)
-        if queued < gate.limit:
-            queue.append(raw)
-            if queued == gate.wake_at:
-                gate.wake()
-            return
+    queue = gate.queue
+    queued = len(queue)
+    if queued < gate.limit:  # 0 unless the fast path is open: one test covers both
+        queue.append(raw)
+        if queued == gate.wake_at:
+            gate.wake()
+        return
     _submit_slow(raw)
 
 
@@ -540,14 +539,13 @@ def _install(client: Client | _Capture | None) -> Client | _Capture | None:
     """Make ``client`` the active one; returns the previous one."""
     with _configure_lock:
         previous = _gate.client
-        _gate.fast = False
+        _gate.limit = 0
         _gate.client = client
         if isinstance(client, Client):
             _gate.queue = client.intake
-            _gate.limit = client.cap
             _gate.wake_at = client.wake_at
             _gate.wake = client._wake.set
-            _gate.fast = client.fast_ok
+            _gate.limit = client.cap if client.fast_ok else 0
         return previous
 
 
