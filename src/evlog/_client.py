@@ -117,6 +117,7 @@ def log_event(
             data = data.copy()
         else:
             data = check_data(data)
+    rare = None
     if (
         timestamp is not None
         or event_id is not None
@@ -126,21 +127,10 @@ def log_event(
         or exception is not None
     ):
         check_rare(timestamp, event_id, user, session_id, value, exception)
-    raw = (
-        name,
-        lvl,
-        category,
-        labels,
-        message,
-        data,
-        timestamp or _time_ns(),
-        event_id,
-        user,
-        session_id,
-        value,
-        exception,
-        None,
-    )
+        rare = (event_id, user, session_id, value, exception, None)
+    # Short, and holding no container in the common case: the garbage collector scans each queued tuple
+    # until it untracks it, so every slot costs every call.
+    raw = (name, lvl, category, labels, message, data, timestamp or _time_ns(), rare)
     gate = _gate
     queue = gate.queue
     queued = len(queue)
@@ -204,9 +194,13 @@ def _to_datetime(stamp: Any) -> _dt.datetime:
     return moment.astimezone(_UTC)
 
 
+_NO_RARE = (None, None, None, None, None, None)
+
+
 def materialize(raw: _Raw, reporter: Reporter) -> Event:
     """Build the immutable event from log_event's tuple (on a background thread)."""
-    (name, lvl, category, labels, message, data, stamp, event_id, user, session_id, value, exc, trace) = raw
+    name, lvl, category, labels, message, data, stamp, rare = raw
+    event_id, user, session_id, value, exc, trace = rare or _NO_RARE
     if data:
         data, problems = to_json_data(data)
         for problem in problems:
@@ -319,7 +313,8 @@ class Client:
         if self._trace:
             from evlog._trace import current_trace_context
 
-            raw = (*raw[:-1], current_trace_context())
+            rare = raw[7] or (None, None, None, None, None, None)
+            raw = (*raw[:7], (*rare[:5], current_trace_context()))
         if self._router is None:
             self._start()
         queue = self.intake
