@@ -365,3 +365,50 @@ evlog.flush(0.3)
     assert proc.returncode == 0, proc.stderr
     assert elapsed < 5.0
     assert "shutdown" in proc.stderr  # the loss is reported, not silent
+
+
+def test_a_routing_pass_ends_even_if_the_intake_never_empties() -> None:
+    from collections import deque
+
+    from evlog import _client
+
+    class EndlessIntake(deque):  # type: ignore[type-arg]
+        """Every item taken is replaced at once, as by an app that logs faster than the router works."""
+
+        taken = 0
+
+        def popleft(self) -> object:
+            item = super().popleft()
+            EndlessIntake.taken += 1
+            if EndlessIntake.taken > 1_000:
+                raise AssertionError("the pass did not end")
+            self.append(item)
+            return item
+
+    memory = MemoryExporter()
+    client = _client.Client(_client.load_config({"exporters": [memory]}))
+    client.intake = EndlessIntake(("e", "info", None, None, None, None, 0, None) for _ in range(50))
+    client._route_pending()
+    assert EndlessIntake.taken == 50
+
+
+def test_drops_are_reported_while_the_app_keeps_logging_faster_than_the_backend() -> None:
+    hanging = HangingExporter()
+    reported = threading.Event()
+    stop = threading.Event()
+    evlog.configure(exporters=[hanging], flush_interval=0.05, max_queue_size=100, on_drop=lambda drop: reported.set())
+
+    def produce() -> None:
+        while not stop.is_set():
+            evlog.log_event("flood", data={"n": 1})
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    try:
+        # A routing pass must end (and report) even though the intake never empties.
+        assert reported.wait(10)
+        assert evlog.stats()["hanging"].dropped["queue_full"] > 0
+    finally:
+        stop.set()
+        producer.join()
+        hanging.release()

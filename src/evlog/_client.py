@@ -353,7 +353,8 @@ class Client:
         try:
             while True:
                 timeout = next_tick - time.monotonic()
-                if timeout > 0 and not self._stop_router:
+                # Under sustained load the intake refills while a pass runs: go again without waiting.
+                if timeout > 0 and not self._stop_router and len(self.intake) < self.wake_at:
                     self._wake.wait(timeout)
                 self._wake.clear()
                 self._route_pending()
@@ -371,16 +372,23 @@ class Client:
         queue = self.intake
         pipelines = self.pipelines
         full: dict[int, list[Event]] = {}
+        unbuilt = 0
         before_send = self.config.before_send
-        while True:
+        # One pass takes what is there when it starts, so it ends (and reports its drops, and lets the
+        # interval tick) even while the app keeps logging faster than events can be built.
+        for _ in range(len(queue)):
             try:
                 item = queue.popleft()
-            except IndexError:
+            except IndexError:  # pragma: no cover - only this thread takes from the intake
                 break
             if type(item) is _FlushRequest:
                 for pipeline, marker in zip(pipelines, item.markers, strict=True):
                     pipeline.add_marker(marker)
                 item.routed.set()
+                continue
+            if all(pipeline.is_full for pipeline in pipelines):
+                # No exporter has room: building the event only to drop it would cost CPU and memory.
+                unbuilt += 1
                 continue
             try:
                 built = materialize(item, self.reporter)
@@ -394,6 +402,12 @@ class Client:
                 if not pipeline.put(event):
                     full.setdefault(index, []).append(event)
         self._report_intake_full()
+        if unbuilt:
+            self.reporter.drop(
+                DropReason.QUEUE_FULL,
+                unbuilt,
+                detail="every exporter's buffer was full (max_queue_size) and the backends are behind",
+            )
         for index, events in full.items():
             pipeline = pipelines[index]
             self.reporter.drop(

@@ -78,6 +78,10 @@ class Pipeline:
             self._wake.set()
         return True
 
+    @property
+    def is_full(self) -> bool:
+        return len(self._buf) >= self.cap
+
     def tick(self) -> None:
         """The flush interval elapsed: send what is buffered even if it is not a full batch."""
         if self._buf:
