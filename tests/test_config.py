@@ -322,7 +322,7 @@ def test_unknown_key_in_pyproject_tool_evlog() -> None:
     [
         ({"arg": ["console", "nope"]}, "exporters[1]", "configure()"),
         ({"env": "console,nope"}, "exporters[1]", "environment variable EVLOG_EXPORTERS"),
-        ({"file": "[exporters.console]\n[exporters.nope]\n"}, "exporters[1]", "evlog.toml"),
+        ({"file": "[exporters.console]\n[exporters.nope]\n"}, "exporters.nope", "evlog.toml"),
     ],
 )
 def test_unknown_exporter_name_lists_the_available_ones(
@@ -734,3 +734,14 @@ def test_an_empty_exporter_list_is_refused_rather_than_losing_events() -> None:
         evlog.configure(exporters=[])
     assert info.value.path == "exporters"
     assert "disabled" in str(info.value)
+
+
+def test_a_misspelt_exporter_table_is_an_error_even_when_the_environment_selects(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "evlog.toml").write_text('[exporters.jsonll]\npath = "x.jsonl"\n')
+    monkeypatch.setenv("EVLOG_EXPORTERS", "console")
+    with pytest.raises(ConfigError) as info:
+        evlog.configure()
+    assert info.value.path == "exporters.jsonll"
+    assert "available exporters" in str(info.value)

@@ -348,6 +348,18 @@ def _exporter_selection(
                 )
             file_opts[key] = dict(table)
         file_names = list(raw_file)
+        # A misspelt table must not be ignored just because the environment or configure() chose the
+        # exporters: its name is checked here (its options are checked when the exporter is selected).
+        from evlog.exporters._registry import available_exporters
+
+        known = available_exporters()
+        for key in file_names:
+            if key not in known:
+                raise ConfigError(
+                    f"unknown exporter {key!r}; available exporters: {', '.join(known)}",
+                    path=f"exporters.{key}",
+                    source=file_src,
+                )
     elif isinstance(raw_file, list) and all(isinstance(x, str) for x in raw_file):
         file_names = list(raw_file)
     elif raw_file is not None:
