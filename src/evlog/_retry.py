@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as _dt
 import random
 from collections.abc import Callable
-from email.utils import parsedate_to_datetime
 
 import attrs
 
@@ -46,6 +45,8 @@ def parse_retry_after(value: str | None, *, now: _dt.datetime | None = None) -> 
     try:
         seconds = float(text)
     except ValueError:
+        from email.utils import parsedate_to_datetime  # only for the rare HTTP-date form
+
         try:
             when = parsedate_to_datetime(text)
         except (TypeError, ValueError, IndexError):

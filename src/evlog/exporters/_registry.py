@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
 from evlog._errors import ConfigError, ExporterError
@@ -30,6 +29,8 @@ _BUILTIN: dict[str, str] = {
 
 
 def _entry_point_targets() -> dict[str, str]:
+    from importlib.metadata import entry_points  # scanning installed packages is slow: only when needed
+
     return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
