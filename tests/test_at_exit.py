@@ -31,3 +31,34 @@ for i in range(5):
         events = [r.json()["data"]["i"] for r in server.requests_to("/api/sessions/s1/events")]
         assert sorted(events) == [0, 1, 2, 3, 4]
         assert server.requests[-1].path == "/api/sessions/s1/end"
+
+
+def test_a_crash_with_a_hanging_backend_exits_within_one_shutdown_timeout() -> None:
+    import socket
+    import time
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    port = listener.getsockname()[1]
+    code = f"""
+import socket, evlog
+from evlog import Exporter, ExportResult
+class Hang(Exporter):
+    name = "hang"
+    def export(self, batch):
+        socket.create_connection(("127.0.0.1", {port})).recv(1)
+        return ExportResult.success()
+evlog.configure(exporters=[Hang()], flush_interval=60, shutdown_timeout=2.0, capture_exceptions=True)
+raise RuntimeError("boom")
+"""
+    try:
+        started = time.monotonic()
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        elapsed = time.monotonic() - started
+    finally:
+        listener.close()
+    assert proc.returncode == 1
+    assert "RuntimeError: boom" in proc.stderr  # the previous excepthook still printed the traceback
+    # The crash's flush and the exit-time shutdown share one shutdown_timeout (2 s), not one each.
+    assert elapsed < 3.8

@@ -280,6 +280,9 @@ class Client:
         self._stop_router = False
         self.closed = False
         self.sampled_out = 0
+        #: Set when an uncaught exception starts the process's exit: the exit-time shutdown then only gets
+        #: what is left of ``shutdown_timeout``, so crash + exit together stay within it.
+        self.exit_deadline: float | None = None
         self._intake_full = 0
         self._intake_full_reported = 0
         self.pid = os.getpid()
@@ -672,7 +675,10 @@ def _after_fork_in_child() -> None:
 def _at_exit() -> None:
     client = current_client()
     if client is not None:
-        client.shutdown(client.config.shutdown_timeout)
+        timeout = client.config.shutdown_timeout
+        if client.exit_deadline is not None:
+            timeout = min(timeout, max(0.0, client.exit_deadline - time.monotonic()))
+        client.shutdown(timeout)
 
 
 if hasattr(os, "register_at_fork"):

@@ -20,6 +20,7 @@ import functools
 import inspect
 import sys
 import threading
+import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Mapping
@@ -181,10 +182,12 @@ class _SysHook:
         client = current_client()
         if client is None:
             return
+        timeout = client.config.shutdown_timeout
         if not _interactive():
             client.note_crash(_crash_reason(exc))
+            client.exit_deadline = time.monotonic() + timeout
         with guarded():
-            client.flush(client.config.shutdown_timeout)
+            client.flush(timeout)
 
 
 class _ThreadHook:
