@@ -75,6 +75,21 @@ def test_sse_answers_are_parsed() -> None:
     assert result.details["match_quality"] == 0.8
 
 
+@pytest.mark.parametrize("chunked", [False, True], ids=["close-delimited", "chunked"])
+def test_an_sse_stream_the_server_keeps_open_is_read_only_up_to_the_answer(chunked: bool) -> None:
+    import time
+
+    with McpFake(sse=True, hold_open=True, chunked=chunked) as fake:
+        exporter = make(fake, timeout=10.0)
+        started = time.monotonic()
+        result = exporter.export(Batch((ev(),)))
+        elapsed = time.monotonic() - started
+        fake.server.release()
+        exporter.shutdown(1)
+    assert result.ok
+    assert elapsed < 5.0  # not the 10 s read timeout per request
+
+
 def test_expired_session_starts_a_new_one(fake: McpFake) -> None:
     exporter = make(fake)
     assert exporter.export(Batch((ev("a"),))).ok

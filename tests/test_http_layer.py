@@ -181,6 +181,16 @@ def test_connection_reset_is_retryable(recording_server: RecordingServer, client
     assert outcome_to_result(outcome).status is ExportStatus.RETRY
 
 
+def test_a_body_cut_short_is_a_retryable_outcome_not_an_exception(
+    recording_server: RecordingServer, client: HttpClient
+) -> None:
+    recording_server.script(Fault.TRUNCATE)
+    outcome = client.post_json(recording_server.url + "/x", {})
+    assert outcome.status is None
+    assert outcome.error is not None
+    assert outcome_to_result(outcome).status is ExportStatus.RETRY
+
+
 def test_connection_refused_is_retryable(client: HttpClient) -> None:
     outcome = client.post_json(f"http://127.0.0.1:{closed_port()}/x", {})
     assert outcome.status is None

@@ -19,9 +19,7 @@ def test_readme_is_built_from_the_current_docs() -> None:
 def test_ci_runs_the_readme_test_command() -> None:
     readme = (ROOT / "README.md").read_text()
     ci_commands = [
-        line
-        for line in (ROOT / ".ci" / "run").read_text().splitlines()
-        if line.startswith("python3 -m venv .venv &&")
+        line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line.startswith("python3 -m venv .venv &&")
     ]
     assert ci_commands[0] == (
         "python3 -m venv .venv && .venv/bin/pip install -q -e '.[dev]' && .venv/bin/python -m pytest -q"

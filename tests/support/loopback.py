@@ -29,6 +29,8 @@ import attrs
 class Fault(enum.Enum):
     RESET = "reset"
     HANG = "hang"
+    #: Promise a 1,000-byte body, send a few bytes, and close.
+    TRUNCATE = "truncate"
 
 
 @attrs.define
@@ -38,6 +40,9 @@ class Reply:
     headers: dict[str, str] = attrs.field(factory=dict)
     #: Seconds to wait before answering (waits on the server's stop event, so stop() ends it).
     delay: float = 0.0
+    #: Send the body without a length and keep the connection open afterwards (until ``release()`` or stop),
+    #: like a Server-Sent Events stream the server does not close.
+    hold_open: bool = False
 
     def encoded(self) -> tuple[bytes, str]:
         if isinstance(self.body, bytes):
@@ -111,6 +116,14 @@ class RecordingServer:
                     self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                     self.close_connection = True
                     return
+                if action is Fault.TRUNCATE:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", "1000")
+                    self.end_headers()
+                    self.wfile.write(b'{"status": ')
+                    self.close_connection = True
+                    return
                 if action is Fault.HANG:
                     server._wait_released()
                     self.close_connection = True
@@ -124,6 +137,17 @@ class RecordingServer:
                 headers = {"Content-Type": ctype, **action.headers}
                 for key, value in headers.items():
                     self.send_header(key, value)
+                if action.hold_open:
+                    chunked = "chunked" in action.headers.get("Transfer-Encoding", "")
+                    if not chunked:
+                        self.send_header("Connection", "close")  # the body ends when the connection does
+                    self.end_headers()
+                    # Chunked: one chunk now, and the closing chunk never comes.
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(payload), payload) if chunked else payload)
+                    self.wfile.flush()
+                    server._wait_released()
+                    self.close_connection = True
+                    return
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)

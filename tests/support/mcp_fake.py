@@ -29,9 +29,19 @@ def success_result(arguments: dict[str, Any]) -> dict[str, Any]:
 
 
 class McpFake:
-    def __init__(self, tool_result: ToolResult = success_result, *, sse: bool = False) -> None:
+    def __init__(
+        self,
+        tool_result: ToolResult = success_result,
+        *,
+        sse: bool = False,
+        hold_open: bool = False,
+        chunked: bool = False,
+    ) -> None:
+        self.chunked = chunked
         self.tool_result = tool_result
         self.sse = sse
+        #: With ``sse``: keep each stream open after the answer, as the spec allows a server to.
+        self.hold_open = hold_open
         self.sessions: set[str] = set()
         self.deleted: list[str] = []
         self._ids = itertools.count(1)
@@ -68,7 +78,16 @@ class McpFake:
         body = f": keep-alive\n\nevent: message\ndata: {json.dumps(note)}\n\nid: 1\nevent: message\n"
         text = json.dumps(message, indent=1)  # several lines: each becomes its own data: line
         body += "".join(f"data: {line}\n" for line in text.splitlines()) + "\n"
-        return Reply(200, body=body, headers={"Content-Type": "text/event-stream", **(headers or {})})
+        return Reply(
+            200,
+            body=body,
+            headers={
+                "Content-Type": "text/event-stream",
+                **({"Transfer-Encoding": "chunked"} if self.chunked else {}),
+                **(headers or {}),
+            },
+            hold_open=self.hold_open,
+        )
 
     def handle(self, request: Request) -> Reply | Fault:
         session = request.header("Mcp-Session-Id")

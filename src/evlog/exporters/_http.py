@@ -156,6 +156,23 @@ def outcome_to_result(outcome: HttpOutcome, *, what: str = "request") -> ExportR
     return ExportResult.failure(f"{what}: {outcome.describe()}")
 
 
+def _read_until(response: requests.Response, stop_when: Callable[[Mapping[str, str], bytes], bool]) -> bytes:
+    """Read the body as it arrives until ``stop_when`` is satisfied or the server ends it."""
+    received = bytearray()
+    if "chunked" in response.headers.get("Transfer-Encoding", "").lower():
+        chunks: Iterable[bytes] = response.iter_content(chunk_size=None)  # one item per chunk, as it arrives
+    else:
+        # A body delimited by the connection's end: read1 returns what has arrived instead of waiting for
+        # a full buffer (or the end) as read() does.
+        raw = response.raw
+        chunks = iter(lambda: raw.read1(65536, decode_content=True), b"")
+    for chunk in chunks:
+        received += chunk
+        if stop_when(response.headers, bytes(received)):
+            break
+    return bytes(received)
+
+
 class HttpClient:
     """One ``requests.Session`` per exporter: keep-alive, TLS verification on, no redirects for POSTs.
 
@@ -210,8 +227,13 @@ class HttpClient:
         headers: Mapping[str, str] | None = None,
         compress: bool = False,
         timeout: float | None = None,
+        stop_when: Callable[[Mapping[str, str], bytes], bool] | None = None,
     ) -> HttpOutcome:
-        """Send one request; never raises for network trouble (it becomes an outcome with ``error``)."""
+        """Send one request; never raises for network trouble (it becomes an outcome with ``error``).
+
+        ``stop_when(headers, body_so_far)`` reads the body as it arrives and stops as soon as it returns True:
+        for answers streamed over a connection the server may keep open (Server-Sent Events).
+        """
         import requests
 
         all_headers = dict(self.headers)
@@ -225,16 +247,25 @@ class HttpClient:
             body = gzip.compress(body, compresslevel=6, mtime=0)
             all_headers["Content-Encoding"] = "gzip"
         wait = self.timeout if timeout is None else max(0.05, min(self.timeout, timeout))
+        response = None
         try:
             response = self._get_session().request(
-                method, url, data=body, headers=all_headers, timeout=wait, allow_redirects=False
+                method,
+                url,
+                data=body,
+                headers=all_headers,
+                timeout=wait,
+                allow_redirects=False,
+                stream=stop_when is not None,
             )
+            content = response.content if stop_when is None else _read_until(response, stop_when)
         except requests.exceptions.RequestException as exc:
             return HttpOutcome(None, error=self._clean(f"{type(exc).__name__}: {exc}"))
         except Exception as exc:  # e.g. an unexpected urllib3 error: still an outcome, never a crash
             return HttpOutcome(None, error=self._clean(f"{type(exc).__name__}: {exc}"))
-        content = response.content
-        response.close()
+        finally:
+            if response is not None:
+                response.close()
         status = response.status_code
         if 300 <= status < 400:
             location = response.headers.get("Location", "?")

@@ -79,6 +79,22 @@ def _messages(outcome: HttpOutcome) -> list[Any]:
     return [parsed] if parsed is not None else []
 
 
+def _answered(headers: Mapping[str, str], so_far: bytes, request_id: int) -> bool:
+    """True once an SSE stream holds the response to ``request_id``: the server may keep the stream open."""
+    ctype = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
+    if "text/event-stream" not in ctype.lower():
+        return False
+    # An event cut off mid-way does not parse as JSON, so only complete answers count.
+    for data in parse_sse(so_far.decode("utf-8", errors="replace")):
+        try:
+            message = json.loads(data)
+        except ValueError:
+            continue
+        if isinstance(message, dict) and message.get("id") == request_id:
+            return True
+    return False
+
+
 class McpClient:
     """One MCP session with one server endpoint; safe to call from several threads (calls are serialised)."""
 
@@ -113,7 +129,13 @@ class McpClient:
     def _rpc(self, method: str, params: Mapping[str, Any], timeout: float) -> McpReply:
         request_id = next(self._ids)
         body = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": dict(params)}
-        outcome = self._http.post_json(self._url, body, headers=self._session_headers(), timeout=timeout)
+        outcome = self._http.post_json(
+            self._url,
+            body,
+            headers=self._session_headers(),
+            timeout=timeout,
+            stop_when=lambda headers, so_far: _answered(headers, so_far, request_id),
+        )
         if not outcome.ok:
             return McpReply(outcome)
         for message in _messages(outcome):
