@@ -43,3 +43,15 @@ def _isolate_evlog(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> Iterato
 def recording_server() -> Iterator[RecordingServer]:
     with RecordingServer() as server:
         yield server
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_thread_outlives_the_suite() -> Iterator[None]:
+    """Servers, receivers and background workers started by any test must all be gone at the end."""
+    yield
+    deadline = time.monotonic() + 10
+    left = [t for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive()]
+    while left and time.monotonic() < deadline:
+        left[0].join(max(0.0, deadline - time.monotonic()))
+        left = [t for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive()]
+    assert not left, f"threads still running after the suite: {[t.name for t in left]}"
