@@ -1,0 +1,62 @@
+"""Per-call cost of ``log_event`` in CPU instructions, counted by valgrind's callgrind: repeatable where wall
+time is noisy (shared or virtual machines).
+
+    python bench/bench_instructions.py
+
+Each case runs twice in a fresh interpreter, with 1,000 and with 21,000 calls; the difference divided by
+20,000 is the cost of one call, start-up excluded. The hot path runs alone (no worker threads: the router's
+work is not on the app thread), with the garbage collector on, as in an app.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+
+CASES = {
+    "deque.append(dict) [floor]": "a = dq.append\nfor i in range(N): a({'name': 'signup', 'plan': i})",
+    "evlog.log_event(name, data=...)": "for i in range(N): log_event('signup', data={'plan': i})",
+    "evlog.log_event(name)": "for i in range(N): log_event('signup')",
+}
+
+PRELUDE = """
+import collections, sys
+from evlog import _client
+N = int(sys.argv[1])
+dq = collections.deque()
+gate = _client._gate
+gate.queue = dq; gate.limit = 10**9; gate.wake_at = 10**8; gate.wake = lambda: None
+log_event = _client.log_event
+def run():
+{body}
+run()
+"""
+
+
+def instructions(body: str, calls: int) -> int:
+    code = PRELUDE.format(body=textwrap.indent(body, "    "))
+    out = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, "-c", code, str(calls)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stderr
+    match = re.search(r"Collected : ([\d,]+)", out)
+    assert match, out
+    return int(match.group(1).replace(",", ""))
+
+
+def main() -> None:
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
+    costs = {label: (instructions(body, 21_000) - instructions(body, 1_000)) / 20_000 for label, body in CASES.items()}
+    floor = costs["deque.append(dict) [floor]"]
+    for label, cost in costs.items():
+        print(f"{label:<34} {cost:8.0f} instructions per call   {cost / floor:5.2f}x floor")
+
+
+if __name__ == "__main__":
+    main()
