@@ -502,6 +502,11 @@ class Client:
                     detail="still in the intake queue when the shutdown timeout ran out "
                     "(a before_send processor may be blocking)",
                 )
+            else:
+                # A call that raced shutdown may have queued after the router's last pass: count it.
+                late = sum(1 for item in list(self.intake) if type(item) is tuple)
+                self.intake.clear()
+                self.reporter.drop(DropReason.AFTER_SHUTDOWN, late, detail="logged while shutdown was under way")
         for pipeline in self.pipelines:
             pipeline.begin_shutdown(deadline)
         for pipeline in self.pipelines:
