@@ -14,8 +14,8 @@ import pytest
 
 import evlog
 from evlog import ConfigError
+from evlog._accounting import Drop
 from evlog._event import Event, ExceptionInfo, Level, User
-from evlog._report import Drop
 from evlog.exporters._base import Batch, ExportStatus
 from evlog.exporters.coveo import CoveoExporter, client_id_for, default_endpoint, normalize_key
 from support.coveo_fake import PATH, TOKEN, CoveoFake

@@ -15,7 +15,7 @@ import pytest
 
 import evlog
 from evlog import ExportStatus
-from evlog.exporters._http import (
+from evlog.exporters.http import (
     HttpClient,
     HttpOutcome,
     ParallelSender,

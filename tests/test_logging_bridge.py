@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 import evlog
-from evlog._report import guarded
+from evlog._guard import guarded
 from evlog.exporters.memory import MemoryExporter
 from evlog.logging import EvlogHandler, level_for
 from evlog.testing import capture_events

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 # evlog.logging.EvlogHandler; `logging` stays out of __all__, where it would shadow the stdlib's module.
 from evlog import logging as logging
+from evlog._accounting import Drop, DropReason, ExporterStats
 from evlog._client import Stats, configure, flush, log_event, shutdown, stats
 from evlog._config import Config
 from evlog._errors import ConfigError, EvlogError, ExporterError, InvalidEventError
@@ -19,7 +20,6 @@ from evlog._excepthook import capture_exception, capturing_exceptions, install_a
 from evlog._excepthook import install as install_exception_hooks
 from evlog._excepthook import uninstall as uninstall_exception_hooks
 from evlog._exceptions_info import exception_info
-from evlog._report import Drop, DropReason, ExporterStats
 from evlog._version import __version__
 from evlog.exporters._base import Batch, Exporter, ExportResult, ExportStatus
 

@@ -23,11 +23,12 @@ from typing import Any
 
 import attrs
 
+from evlog._accounting import DropReason, ExporterStats, Reporter
 from evlog._config import Config, load_config
 from evlog._errors import ConfigError, ExporterError
 from evlog._event import Event, ExceptionInfo, Level, User, Value
+from evlog._guard import guarded, internal_logger
 from evlog._pipeline import FlushMarker, Pipeline
-from evlog._report import DropReason, ExporterStats, Reporter, guarded, internal_logger
 from evlog._retry import RetryPolicy
 from evlog._validate import bad, check_data, check_labels, check_rare
 from evlog._values import to_json_data

@@ -25,8 +25,8 @@ from evlog._errors import ConfigError
 from evlog._serialize import converter
 
 if TYPE_CHECKING:
+    from evlog._accounting import Drop
     from evlog._event import Event
-    from evlog._report import Drop
     from evlog.exporters._base import Exporter
 
 __all__ = ["DEFAULT_EXPORTERS", "Config", "build_exporter_options", "load_config"]

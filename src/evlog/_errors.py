@@ -5,7 +5,7 @@ Each error subclasses the builtin it resembles so that callers who already catch
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "EvlogError", "ExporterError", "InvalidEventError"]
+__all__ = ["ConfigError", "EventRejected", "EvlogError", "ExporterError", "InvalidEventError"]
 
 
 class EvlogError(Exception):
@@ -43,3 +43,11 @@ class ConfigError(EvlogError, ValueError):
 
 class ExporterError(EvlogError, RuntimeError):
     """An exporter could not be created or used (e.g. a missing optional dependency)."""
+
+
+class EventRejected(EvlogError, ValueError):
+    """An exporter refuses one event before sending it (it breaks a rule of the backend, or cannot be encoded).
+
+    Raised by an exporter's per-event mapping; the exporter policy turns it into a ``rejected`` outcome for
+    that event alone, with this message as the reason, so one bad event never costs its batch.
+    """

@@ -31,7 +31,7 @@ from evlog._client import current_client, log_event
 from evlog._errors import InvalidEventError
 from evlog._event import Level, User, Value
 from evlog._exceptions_info import exception_info
-from evlog._report import guarded, internal_logger
+from evlog._guard import guarded, internal_logger
 
 if TYPE_CHECKING:
     import asyncio

@@ -13,8 +13,9 @@ import time
 from collections import deque
 from typing import Any
 
+from evlog._accounting import DropReason, ExporterStats, Reporter
 from evlog._event import Event
-from evlog._report import DropReason, ExporterStats, Reporter, guarded
+from evlog._guard import guarded
 from evlog._retry import RetryPolicy
 from evlog.exporters._base import Batch, Exporter, ExportResult, ExportStatus
 

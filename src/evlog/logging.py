@@ -32,7 +32,7 @@ from typing import Any
 from evlog._client import log_event
 from evlog._event import ExceptionInfo, Level
 from evlog._exceptions_info import exception_info
-from evlog._report import guarded, in_evlog
+from evlog._guard import guarded, in_evlog
 
 __all__ = ["EvlogHandler", "level_for"]
 

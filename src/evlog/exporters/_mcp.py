@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 
 from evlog._version import __version__
-from evlog.exporters._http import HttpClient, HttpOutcome
+from evlog.exporters.http import HttpClient, HttpOutcome
 
 __all__ = ["McpClient", "McpReply", "parse_sse"]
 

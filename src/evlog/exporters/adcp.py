@@ -22,7 +22,7 @@ import attrs
 from evlog._event import Event
 from evlog.exporters._adcp_mapping import ACTION_SOURCES, Invalid, MappingDefaults, map_event
 from evlog.exporters._base import Batch, Exporter, ExportResult, ExportStatus
-from evlog.exporters._http import HttpClient, check_url, outcome_to_result, redact
+from evlog.exporters.http import HttpClient, check_url, outcome_to_result, redact
 from evlog.exporters._mcp import McpClient, McpReply
 
 __all__ = ["AdcpExporter", "AdcpOptions"]

@@ -24,7 +24,7 @@ import attrs
 
 from evlog._event import Event
 from evlog.exporters._base import Batch, Exporter, ExportResult
-from evlog.exporters._http import HttpClient, HttpOutcome, ParallelSender, check_url, redact
+from evlog.exporters.http import HttpClient, HttpOutcome, ParallelSender, check_url, redact
 
 if TYPE_CHECKING:
     import requests

@@ -23,10 +23,10 @@ import attrs
 
 from evlog._errors import ConfigError
 from evlog._event import Event
-from evlog._report import guarded
+from evlog._guard import guarded
 from evlog._serialize import rfc3339
 from evlog.exporters._base import Batch, Exporter, ExportResult, ExportStatus
-from evlog.exporters._http import HttpClient, HttpOutcome, ParallelSender, check_url, outcome_to_result, redact
+from evlog.exporters.http import HttpClient, HttpOutcome, ParallelSender, check_url, outcome_to_result, redact
 
 __all__ = ["SessionServerExporter", "SessionServerOptions"]
 

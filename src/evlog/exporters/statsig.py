@@ -24,7 +24,7 @@ from evlog._event import Event, User
 from evlog._values import to_json_data
 from evlog._version import __version__
 from evlog.exporters._base import Batch, Exporter, ExportResult
-from evlog.exporters._http import HttpClient, HttpOutcome, check_url, redact
+from evlog.exporters.http import HttpClient, HttpOutcome, check_url, redact
 
 __all__ = [
     "DEFAULT_ENDPOINT",

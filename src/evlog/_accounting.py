@@ -1,44 +1,26 @@
 """Accounting for lost events: counted by reason, handed to ``on_drop``, logged without flooding.
 
 Every place that gives up on an event goes through ``Reporter.drop``. Logging goes to the ``evlog`` logger
-under a per-thread guard, so that a logging handler feeding evlog (``evlog.logging.EvlogHandler``) cannot
-turn evlog's own warnings into events, and at most one line per exporter and reason per ``interval``
-(with the count of what was held back), so a dead backend cannot flood the app's logs.
+under the guard (``_guard.guarded``), so that a logging handler feeding evlog cannot turn evlog's own warnings
+into events, and at most one line per exporter and reason per ``interval`` (with the count of what was held
+back), so a dead backend cannot flood the app's logs.
 """
 
 from __future__ import annotations
 
 import contextlib
 import enum
-import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
 
 from evlog._event import Event
+from evlog._guard import guarded, internal_logger
 
-__all__ = ["Drop", "DropReason", "ExporterStats", "Reporter", "in_evlog", "internal_logger"]
-
-internal_logger = logging.getLogger("evlog")
-_local = threading.local()
-
-
-def in_evlog() -> bool:
-    """True while evlog itself is logging or calling user hooks on this thread."""
-    return bool(getattr(_local, "depth", 0))
-
-
-@contextmanager
-def guarded() -> Iterator[None]:
-    _local.depth = getattr(_local, "depth", 0) + 1
-    try:
-        yield
-    finally:
-        _local.depth -= 1
+__all__ = ["Drop", "DropReason", "ExporterStats", "Reporter"]
 
 
 class DropReason(str, enum.Enum):
