@@ -1,9 +1,9 @@
 """Public type aliases, for annotating code that plugs into evlog (processors, drop callbacks).
 
-    from evlog.typing import Processor
+from evlog.typing import Processor
 
-    def scrub(event: evlog.Event) -> evlog.Event | None: ...
-    checked: Processor = scrub
+def scrub(event: evlog.Event) -> evlog.Event | None: ...
+checked: Processor = scrub
 """
 
 from __future__ import annotations

@@ -22,8 +22,8 @@ import attrs
 from evlog._event import Event
 from evlog.exporters._adcp_mapping import ACTION_SOURCES, Invalid, MappingDefaults, map_event
 from evlog.exporters._base import Batch, Exporter, ExportResult, ExportStatus
-from evlog.exporters.http import HttpClient, check_url, outcome_to_result, redact
 from evlog.exporters._mcp import McpClient, McpReply
+from evlog.exporters.http import HttpClient, check_url, outcome_to_result, redact
 
 __all__ = ["AdcpExporter", "AdcpOptions"]
 
