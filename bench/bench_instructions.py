@@ -24,12 +24,12 @@ CASES = {
 
 PRELUDE = """
 import collections, sys
-from evlog import _client
+from evlog import _intake
 N = int(sys.argv[1])
 dq = collections.deque()
-gate = _client._gate
+gate = _intake._gate
 gate.queue = dq; gate.limit = 10**9; gate.wake_at = 10**8; gate.wake = lambda: None
-log_event = _client.log_event
+log_event = _intake.log_event
 def run():
 {body}
 run()

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 import evlog
-from evlog import _client
+import evlog.testing
 from support.loopback import RecordingServer
 
 KEEP_ENV = {"EVLOG_TEST_DATACAT_SERVER"}
@@ -29,8 +29,7 @@ def _isolate_evlog(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> Iterato
     monkeypatch.chdir(tmp_path)  # type: ignore[arg-type]
     before = set(threading.enumerate())
     yield
-    evlog.shutdown(timeout=5)
-    _client._install(None)
+    evlog.testing.reset(timeout=5)
     deadline = time.monotonic() + 5
     left = _evlog_threads(before)
     while left and time.monotonic() < deadline:

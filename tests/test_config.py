@@ -24,7 +24,7 @@ import pytest
 
 import evlog
 from evlog import Config, ConfigError, DropReason, InvalidEventError
-from evlog._client import current_client
+from evlog._api import current_client
 from evlog._config import load_config
 from evlog.exporters import available_exporters
 from evlog.exporters.console import ConsoleExporter

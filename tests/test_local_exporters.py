@@ -28,7 +28,7 @@ def test_console_is_the_default_and_prints_one_line_per_event(capsys: pytest.Cap
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1
     assert err[0].endswith('WARNING  database_query_slow [db] slow query labels=sql {"duration_ms": 5000}')
-    assert [type(p.exporter) for p in evlog._client.current_client().pipelines] == [ConsoleExporter]  # type: ignore[union-attr]
+    assert [type(p.exporter) for p in evlog._api.current_client().pipelines] == [ConsoleExporter]  # type: ignore[union-attr]
 
 
 def test_console_can_write_to_stdout(capsys: pytest.CaptureFixture[str]) -> None:

@@ -184,6 +184,26 @@ def test_retries_stop_at_the_deadline() -> None:
     assert 2 <= len(exporter.calls) < 50
 
 
+def test_a_batchs_deadline_is_fixed_at_its_first_attempt() -> None:
+    """Every retry ends by first attempt + retry_deadline: a fresh deadline per retry let batches run over."""
+    exporter = ScriptedExporter(*[ExportResult.retry("503")] * 50)
+    evlog.configure(
+        exporters=[exporter],
+        flush_interval=0.05,
+        retry_initial_backoff=0.02,
+        retry_max_backoff=0.05,
+        retry_deadline=0.5,
+    )
+    evlog.log_event("e")
+    evlog.flush(3)
+    calls = exporter.calls
+    assert len(calls) >= 3
+    first_deadline = calls[0].batch.deadline
+    assert first_deadline is not None and first_deadline <= calls[0].at + 0.5
+    assert [call.batch.deadline for call in calls] == [first_deadline] * len(calls)
+    assert evlog.stats()["scripted"].dropped == {"retries_exhausted": 1}
+
+
 def test_partial_result_drops_rejected_and_retries_the_rest() -> None:
     def first(batch: evlog.Batch) -> ExportResult:
         bad, later, _ok = batch.events
@@ -370,7 +390,8 @@ evlog.flush(0.3)
 def test_a_routing_pass_ends_even_if_the_intake_never_empties() -> None:
     from collections import deque
 
-    from evlog import _client
+    from evlog._client import Client
+    from evlog._config import load_config
 
     class EndlessIntake(deque):  # type: ignore[type-arg]
         """Every item taken is replaced at once, as by an app that logs faster than the router works."""
@@ -386,9 +407,9 @@ def test_a_routing_pass_ends_even_if_the_intake_never_empties() -> None:
             return item
 
     memory = MemoryExporter()
-    client = _client.Client(_client.load_config({"exporters": [memory]}))
-    client.intake = EndlessIntake(("e", "info", None, None, None, None, 0, None) for _ in range(50))
-    client._route_pending()
+    router = Client(load_config({"exporters": [memory]})).router
+    router.intake = EndlessIntake(("e", "info", None, None, None, None, 0, None) for _ in range(50))
+    router.route_pending()
     assert EndlessIntake.taken == 50
 
 

@@ -42,3 +42,23 @@ def test_errors_subclass_the_builtins_they_resemble() -> None:
     assert issubclass(evlog.InvalidEventError, ValueError)
     assert issubclass(evlog.ConfigError, ValueError)
     assert issubclass(evlog.InvalidEventError, evlog.EvlogError)
+
+
+def test_extension_types_are_importable_from_evlog() -> None:
+    from evlog.typing import OnDrop, Processor
+
+    assert evlog.Processor is Processor
+    assert evlog.OnDrop is OnDrop
+
+
+def test_testing_reset_forgets_the_configuration_and_hooks() -> None:
+    import evlog.testing
+    from evlog.exporters.memory import MemoryExporter
+
+    memory = MemoryExporter()
+    evlog.configure(exporters=[memory], capture_exceptions=True)
+    evlog.log_event("before")
+    evlog.testing.reset()
+    assert [e.name for e in memory.events] == ["before"]  # delivered by the reset's shutdown
+    assert evlog.stats().exporters == {}
+    assert sys.excepthook is sys.__excepthook__ or type(sys.excepthook).__module__ != "evlog._excepthook"

@@ -19,7 +19,7 @@ import pytest
 
 import evlog
 from evlog import Batch, Event, ExceptionInfo, ExportStatus, Level
-from evlog._client import current_client
+from evlog._api import current_client
 from evlog.exporters.session_server import SessionServerExporter
 from support.datacat_fake import DataCatFake
 from support.loopback import Fault, Reply

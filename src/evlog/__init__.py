@@ -11,17 +11,19 @@ from __future__ import annotations
 
 # evlog.logging.EvlogHandler; `logging` stays out of __all__, where it would shadow the stdlib's module.
 from evlog import logging as logging
-from evlog._accounting import Drop, DropReason, ExporterStats
-from evlog._client import Stats, configure, flush, log_event, shutdown, stats
+from evlog._accounting import Drop, DropReason, ExporterStats, Stats
+from evlog._api import configure, flush, shutdown, stats
 from evlog._config import Config
-from evlog._errors import ConfigError, EvlogError, ExporterError, InvalidEventError
+from evlog._errors import ConfigError, EventRejected, EvlogError, ExporterError, InvalidEventError
 from evlog._event import Event, ExceptionInfo, Level, TraceContext, User
 from evlog._excepthook import capture_exception, capturing_exceptions, install_asyncio_handler
 from evlog._excepthook import install as install_exception_hooks
 from evlog._excepthook import uninstall as uninstall_exception_hooks
 from evlog._exceptions_info import exception_info
+from evlog._intake import log_event
 from evlog._version import __version__
 from evlog.exporters._base import Batch, Exporter, ExportResult, ExportStatus
+from evlog.typing import OnDrop, Processor
 
 __all__ = [
     "Batch",
@@ -30,6 +32,7 @@ __all__ = [
     "Drop",
     "DropReason",
     "Event",
+    "EventRejected",
     "EvlogError",
     "ExceptionInfo",
     "ExportResult",
@@ -39,6 +42,8 @@ __all__ = [
     "ExporterStats",
     "InvalidEventError",
     "Level",
+    "OnDrop",
+    "Processor",
     "Stats",
     "TraceContext",
     "User",

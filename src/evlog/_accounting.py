@@ -20,7 +20,7 @@ import attrs
 from evlog._event import Event
 from evlog._guard import guarded, internal_logger
 
-__all__ = ["Drop", "DropReason", "ExporterStats", "Reporter"]
+__all__ = ["Drop", "DropReason", "ExporterStats", "Reporter", "Stats"]
 
 
 class DropReason(str, enum.Enum):
@@ -86,6 +86,23 @@ class ExporterStats:
     @property
     def dropped_total(self) -> int:
         return sum(self.dropped.values())
+
+
+@attrs.frozen
+class Stats:
+    """What ``evlog.stats()`` returns. Index it by exporter name: ``evlog.stats()["statsig"].sent``."""
+
+    #: Per exporter: queued, sent, retried, dropped by reason (losses before fan-out included), details.
+    exporters: Mapping[str, ExporterStats]
+    #: Events waiting in the intake queue (not yet handed to the exporters' buffers).
+    intake_queued: int = 0
+    #: Events left out by ``sample_rate``.
+    sampled_out: int = 0
+    #: Events lost before fan-out (every exporter lost them), by reason.
+    dropped: Mapping[str, int] = attrs.field(factory=dict)
+
+    def __getitem__(self, exporter: str) -> ExporterStats:
+        return self.exporters[exporter]
 
 
 class Reporter:

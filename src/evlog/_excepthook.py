@@ -20,18 +20,17 @@ import functools
 import inspect
 import sys
 import threading
-import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from evlog._client import current_client, log_event
 from evlog._errors import InvalidEventError
 from evlog._event import Level, User, Value
 from evlog._exceptions_info import exception_info
 from evlog._guard import guarded, internal_logger
+from evlog._intake import active, log_event
 
 if TYPE_CHECKING:
     import asyncio
@@ -179,15 +178,10 @@ class _SysHook:
             return
         data = {"mechanism": "sys.excepthook", "handled": False, "thread": threading.current_thread().name}
         _record_uncaught(exc, data)
-        client = current_client()
-        if client is None:
-            return
-        timeout = client.config.shutdown_timeout
-        if not _interactive():
-            client.note_crash(_crash_reason(exc))
-            client.exit_deadline = time.monotonic() + timeout
-        with guarded():
-            client.flush(timeout)
+        sink = active()
+        if sink is not None:
+            # In a REPL the process goes on: deliver, but do not report a crash or shorten the exit.
+            sink.on_uncaught(None if _interactive() else _crash_reason(exc))
 
 
 class _ThreadHook:

@@ -4,14 +4,23 @@ Each exporter has its own pipeline, so a slow or dead backend only ever fills it
 the only producer (it appends without a lock; ``deque.append`` is atomic) and the worker the only consumer.
 The worker sleeps until the buffer holds a full batch or the router's interval tick says "flush", and waits
 out retry delays on the stop event, so shutdown interrupts them at once.
+
+Shutdown is one explicit state (``State``): RUNNING, then DRAINING once shutdown began (the worker sends what
+is buffered within the deadline), then either CLOSED (the worker finished) or ABANDONED (the deadline passed
+while the worker was still busy: shutdown counted what was left, and whatever the worker learns afterwards is
+no longer counted, so nothing is counted twice).
 """
 
 from __future__ import annotations
 
+import enum
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
+
+import attrs
 
 from evlog._accounting import DropReason, ExporterStats, Reporter
 from evlog._event import Event
@@ -19,7 +28,17 @@ from evlog._guard import guarded
 from evlog._retry import RetryPolicy
 from evlog.exporters._base import Batch, Exporter, ExportResult, ExportStatus
 
-__all__ = ["FlushMarker", "Pipeline"]
+__all__ = ["FlushMarker", "Pipeline", "State", "Tally"]
+
+#: Request deadline of a batch when ``retry_deadline`` is 0 (no retries): the exporter still needs a bound.
+_NO_RETRY_REQUEST_SECONDS = 30.0
+
+
+class State(enum.Enum):
+    RUNNING = "running"
+    DRAINING = "draining"
+    ABANDONED = "abandoned"
+    CLOSED = "closed"
 
 
 class FlushMarker:
@@ -33,15 +52,38 @@ class FlushMarker:
         self.ok = True
 
 
+@attrs.define
+class Tally:
+    """What one ``ExportResult`` means for each event of its batch."""
+
+    sent: int = 0
+    failed: list[Event] = attrs.Factory(list)
+    rejected: dict[str, list[Event]] = attrs.Factory(dict)
+    retry: list[Event] = attrs.Factory(list)
+
+    @classmethod
+    def of(cls, events: Sequence[Event], result: ExportResult) -> Tally:
+        status = result.status
+        if status is ExportStatus.SUCCESS:
+            return cls(sent=len(events))
+        if status is ExportStatus.FAILURE:
+            return cls(failed=list(events))
+        tally = cls()
+        retry_ids = result.retry_ids
+        all_retry = status is ExportStatus.RETRY and retry_ids is None
+        for event in events:
+            reason = result.rejected.get(event.event_id)
+            if reason is not None:
+                tally.rejected.setdefault(reason, []).append(event)
+            elif all_retry or (retry_ids is not None and event.event_id in retry_ids):
+                tally.retry.append(event)
+            else:
+                tally.sent += 1
+        return tally
+
+
 class Pipeline:
-    def __init__(
-        self,
-        exporter: Exporter,
-        *,
-        max_queue_size: int,
-        policy: RetryPolicy,
-        reporter: Reporter,
-    ) -> None:
+    def __init__(self, exporter: Exporter, *, max_queue_size: int, policy: RetryPolicy, reporter: Reporter) -> None:
         self.exporter = exporter
         self.name = exporter.name or type(exporter).__name__
         self.max_batch = max(1, exporter.max_batch_size)
@@ -55,17 +97,20 @@ class Pipeline:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self._state = State.RUNNING
         self._flush_due = False
         self._markers = 0
-        self._stopping = False
-        self._abandoned = False
         self._shutdown_deadline: float | None = None
         self._thread: threading.Thread | None = None
+        #: The batch the worker is exporting or waiting to retry (counted by shutdown if it is abandoned).
         self._in_flight: Batch | None = None
-        self._exporter_closed = False
         self.sent = 0
         self.retried = 0
         self._details: dict[str, Any] = {}
+
+    @property
+    def state(self) -> State:
+        return self._state
 
     # --- producer side (router thread) ---------------------------------------------------------------
 
@@ -96,7 +141,7 @@ class Pipeline:
         self._wake.set()
 
     def ensure_started(self) -> None:
-        if self._thread is None and not self._stopping:
+        if self._thread is None and self._state is State.RUNNING:
             thread = threading.Thread(target=self._run, name=f"evlog-export-{self.name}", daemon=True)
             self._thread = thread
             thread.start()
@@ -108,10 +153,11 @@ class Pipeline:
             while True:
                 self._wake.wait()
                 self._wake.clear()
-                flush_all = self._flush_due or self._stopping
+                draining = self._state is not State.RUNNING
+                flush_all = self._flush_due or draining
                 self._flush_due = False
                 self._drain(flush_all)
-                if self._stopping and not self._buf:
+                if draining and not self._buf:
                     break
         except Exception:  # pragma: no cover - a bug here must not kill silently
             self.reporter.warn("worker", f"the {self.name!r} worker stopped on an error", exc_info=True)
@@ -120,67 +166,64 @@ class Pipeline:
 
     def _close_exporter(self) -> None:
         with self._lock:
-            if self._exporter_closed:
+            if self._state is State.CLOSED:
                 return
-            self._exporter_closed = True
+            if self._state is not State.ABANDONED:
+                self._state = State.CLOSED
         timeout = 0.0
         if self._shutdown_deadline is not None:
             timeout = max(0.0, self._shutdown_deadline - time.monotonic())
+        self._call("shutdown", lambda: self.exporter.shutdown(timeout))
+
+    def _call(self, what: str, call: Any) -> Any:
+        """Run one of the exporter's optional methods; its failure is logged, never raised."""
         with guarded():
             try:
-                self.exporter.shutdown(timeout)
+                return call()
             except Exception:
                 self.reporter.warn(
-                    "shutdown", f"exporter {self.name!r} raised in shutdown()", exporter=self.name, exc_info=True
+                    what, f"exporter {self.name!r} raised in {what}()", exporter=self.name, exc_info=True
                 )
+                return None
 
     def _drain(self, flush_all: bool) -> None:
         buf = self._buf
         while buf:
-            if self._abandoned:
-                return
             head = buf[0]
             if isinstance(head, FlushMarker):
                 buf.popleft()
                 self._markers -= 1
                 self._finish_marker(head)
                 continue
-            if not (flush_all or self._stopping) and len(buf) < self.max_batch:
+            if not flush_all and self._state is State.RUNNING and len(buf) < self.max_batch:
                 return
-            events: list[Event] = []
             with self._lock:
-                if self._abandoned:
+                if self._state is State.ABANDONED:
                     return
+                events: list[Event] = []
                 while buf and len(events) < self.max_batch and not isinstance(buf[0], FlushMarker):
                     events.append(buf.popleft())  # type: ignore[arg-type]
-                batch = Batch(tuple(events), deadline=self._batch_deadline(time.monotonic()))
+                start = time.monotonic()
+                batch = Batch(tuple(events), deadline=self._request_deadline(start, start))
                 self._in_flight = batch
-            self._deliver(batch)
+            self._deliver(batch, start)
 
-    def _batch_deadline(self, start: float) -> float:
-        deadline = start + self.policy.deadline if self.policy.deadline > 0 else start + 30.0
+    def _request_deadline(self, first_attempt: float, now: float) -> float:
+        """A batch's requests must end by its retry deadline, counted from its first attempt, and by shutdown's."""
+        retries = self.policy.deadline > 0
+        deadline = first_attempt + self.policy.deadline if retries else now + _NO_RETRY_REQUEST_SECONDS
         if self._shutdown_deadline is not None:
             deadline = min(deadline, self._shutdown_deadline)
         return deadline
 
     def _finish_marker(self, marker: FlushMarker) -> None:
         remaining = max(0.0, marker.deadline - time.monotonic())
-        with guarded():
-            try:
-                marker.ok = bool(self.exporter.force_flush(remaining))
-            except Exception:
-                marker.ok = False
-                self.reporter.warn(
-                    "force_flush",
-                    f"exporter {self.name!r} raised in force_flush()",
-                    exporter=self.name,
-                    exc_info=True,
-                )
+        ok = self._call("force_flush", lambda: bool(self.exporter.force_flush(remaining)))
+        marker.ok = ok is True
         marker.done.set()
 
-    def _deliver(self, batch: Batch) -> None:
-        started = time.monotonic()
-        give_up_at = started + self.policy.deadline
+    def _deliver(self, batch: Batch, first_attempt: float) -> None:
+        give_up_at = first_attempt + self.policy.deadline
         attempt = 0
         while True:
             try:
@@ -189,111 +232,76 @@ class Pipeline:
                 if not isinstance(result, ExportResult):
                     raise TypeError(f"export() returned {type(result).__name__}, not an ExportResult")
             except Exception as exc:
-                if self._settle(batch):
+                if self._settle():
                     self.reporter.warn(
-                        "export_error",
-                        f"exporter {self.name!r} raised in export()",
-                        exporter=self.name,
-                        exc_info=True,
+                        "export_error", f"exporter {self.name!r} raised in export()", exporter=self.name, exc_info=True
                     )
-                    self.reporter.drop(
-                        DropReason.EXPORT_ERROR,
-                        len(batch),
-                        exporter=self.name,
-                        events=batch.events,
-                        detail=f"{type(exc).__name__}: {exc}",
-                    )
+                    self._count_drop(DropReason.EXPORT_ERROR, batch.events, f"{type(exc).__name__}: {exc}")
                 return
             retry = self._account(batch, result)
             if not retry:
                 return
             detail = result.message or "transient failure"
-            if self._stopping:
-                self._lose(DropReason.SHUTDOWN, retry, f"shutting down before a retry could be made: {detail}")
-                return
             wait = self.policy.delay(attempt, result.retry_after)
-            if time.monotonic() + wait > give_up_at:
-                self._lose(
-                    DropReason.RETRIES_EXHAUSTED,
-                    retry,
-                    f"still failing after {attempt + 1} attempt(s) (retry_deadline "
-                    f"{self.policy.deadline:g}s): {detail}",
+            if self._state is not State.RUNNING:
+                reason, why = DropReason.SHUTDOWN, f"shutting down before a retry could be made: {detail}"
+            elif time.monotonic() + wait > give_up_at:
+                reason = DropReason.RETRIES_EXHAUSTED
+                why = (
+                    f"still failing after {attempt + 1} attempt(s) (retry_deadline {self.policy.deadline:g}s): {detail}"
                 )
-                return
-            with self._lock:
-                if self._abandoned:
+            else:
+                with self._lock:
+                    if self.state is State.ABANDONED:  # shutdown gave up on it meanwhile, and counted it
+                        return
+                    self.retried += len(retry)
+                    batch = batch.retry(retry, deadline=self._request_deadline(first_attempt, time.monotonic()))
+                    self._in_flight = batch
+                if self._stop.wait(wait):
+                    if self._settle():
+                        self._count_drop(DropReason.SHUTDOWN, batch.events, f"shutdown during a retry wait: {detail}")
                     return
-                self.retried += len(retry)
-                batch = batch.retry(retry, deadline=self._batch_deadline(time.monotonic()))
-                self._in_flight = batch
-            if self._stop.wait(wait):
-                if self._settle(batch):
-                    self._count_drop(DropReason.SHUTDOWN, batch.events, f"shutdown during a retry wait: {detail}")
-                return
-            attempt += 1
+                attempt += 1
+                continue
+            if self._settle():
+                self._count_drop(reason, retry, why)
+            return
 
-    def _settle(self, batch: Batch) -> bool:
-        """Take the batch out of flight; False when shutdown already counted it."""
+    def _settle(self) -> bool:
+        """Take the batch out of flight; False when shutdown abandoned it (and so already counted it)."""
         with self._lock:
-            if self._abandoned:
+            if self._state is State.ABANDONED:
                 return False
             self._in_flight = None
             return True
 
-    def _lose(self, reason: DropReason, events: list[Event], detail: str) -> None:
-        with self._lock:
-            if self._abandoned:
-                return
-            self._in_flight = None
-        self._count_drop(reason, events, detail)
-
-    def _count_drop(self, reason: DropReason, events: tuple[Event, ...] | list[Event], detail: str) -> None:
+    def _count_drop(self, reason: DropReason, events: Sequence[Event], detail: str) -> None:
         self.reporter.drop(reason, len(events), exporter=self.name, events=tuple(events), detail=detail)
 
     def _account(self, batch: Batch, result: ExportResult) -> list[Event]:
-        """Count a result; the events to retry (empty when done)."""
-        events = batch.events
+        """Count a result; the events to retry (empty when done). The batch stays in flight while retried."""
+        tally = Tally.of(batch.events, result)
         with self._lock:
-            if self._abandoned:
+            if self._state is State.ABANDONED:
                 return []
             if result.details:
                 self._details.update(result.details)
-            status = result.status
-            if status is ExportStatus.SUCCESS:
-                self.sent += len(events)
+            self.sent += tally.sent
+            if not tally.retry:
                 self._in_flight = None
-                return []
-            if status is ExportStatus.FAILURE:
-                self._in_flight = None
-                failed: list[Event] = list(events)
-                rejected: dict[str, list[Event]] = {}
-                retry: list[Event] = []
-            else:
-                failed = []
-                rejected = {}
-                retry = []
-                all_retry = status is ExportStatus.RETRY and result.retry_ids is None
-                for event in events:
-                    reason = result.rejected.get(event.event_id)
-                    if reason is not None:
-                        rejected.setdefault(reason, []).append(event)
-                    elif all_retry or (result.retry_ids is not None and event.event_id in result.retry_ids):
-                        retry.append(event)
-                    else:
-                        self.sent += 1
-                if not retry:
-                    self._in_flight = None
-        if failed:
-            self._count_drop(DropReason.FAILED, failed, result.message or "refused by the backend")
-        for reason, group in rejected.items():
+        if tally.failed:
+            self._count_drop(DropReason.FAILED, tally.failed, result.message or "refused by the backend")
+        for reason, group in tally.rejected.items():
             self._count_drop(DropReason.REJECTED, group, reason)
-        return retry
+        return tally.retry
 
     # --- control -----------------------------------------------------------------------------------------
 
     def begin_shutdown(self, deadline: float) -> None:
-        self._shutdown_deadline = deadline
-        self._stopping = True
+        with self._lock:
+            self._shutdown_deadline = deadline
+            if self._state is State.RUNNING:
+                self._state = State.DRAINING
         self._stop.set()
         self._wake.set()
 
@@ -307,9 +315,8 @@ class Pipeline:
         if not thread.is_alive():
             return True
         with self._lock:
-            self._abandoned = True
-            in_flight = self._in_flight
-            self._in_flight = None
+            self._state = State.ABANDONED
+            in_flight, self._in_flight = self._in_flight, None
             leftover = [e for e in self._buf if isinstance(e, Event)]
             self._buf.clear()
         if in_flight is not None:
@@ -322,14 +329,11 @@ class Pipeline:
             self._count_drop(DropReason.SHUTDOWN, leftover, "still queued when the shutdown timeout ran out")
         return False
 
-    def reset_after_fork(self) -> None:
+    def reset_after_fork(self, reporter: Reporter) -> None:
         """In a forked child: the parent's thread is gone and the parent still owns the queued events."""
+        self.reporter = reporter
         self._init_state()
-        with guarded():
-            try:
-                self.exporter.reset_after_fork()
-            except Exception:
-                self.reporter.warn("fork", f"exporter {self.name!r} raised in reset_after_fork()", exc_info=True)
+        self._call("reset_after_fork", self.exporter.reset_after_fork)
 
     def snapshot(self) -> ExporterStats:
         with self._lock:
@@ -338,8 +342,7 @@ class Pipeline:
                 queued += len(self._in_flight)
             details = dict(self._details)
             sent, retried = self.sent, self.retried
-        try:
-            details.update(self.exporter.stats())
-        except Exception:
-            self.reporter.warn("stats", f"exporter {self.name!r} raised in stats()", exc_info=True)
+        extra = self._call("stats", self.exporter.stats)
+        if extra:
+            details.update(extra)
         return ExporterStats(queued=queued, sent=sent, retried=retried, details=details)

@@ -29,10 +29,10 @@ import logging
 import threading
 from typing import Any
 
-from evlog._client import log_event
 from evlog._event import ExceptionInfo, Level
 from evlog._exceptions_info import exception_info
 from evlog._guard import guarded, in_evlog
+from evlog._intake import log_event
 
 __all__ = ["EvlogHandler", "level_for"]
 

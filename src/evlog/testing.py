@@ -17,18 +17,46 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from evlog._client import _Capture, _install
+from evlog import _api, _intake
+from evlog._accounting import Reporter
+from evlog._build import Raw, materialize
 from evlog._event import Event
 
-__all__ = ["capture_events"]
+__all__ = ["capture_events", "reset"]
+
+
+class _Capture:
+    """Stands in for the client inside ``capture_events()``: events are built synchronously, on the caller."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.reporter = Reporter(None)
+
+    def submit(self, raw: Raw) -> None:
+        self.events.append(materialize(raw, self.reporter))
+
+    def fast_path(self) -> None:
+        return None
+
+    def on_uncaught(self, reason: str | None) -> None:
+        pass
 
 
 @contextmanager
 def capture_events() -> Iterator[list[Event]]:
     """Collect the events logged inside the block into the list it yields."""
     capture = _Capture()
-    previous = _install(capture)
+    previous = _intake.install(capture)
     try:
         yield capture.events
     finally:
-        _install(previous)
+        _intake.install(previous)
+
+
+def reset(timeout: float = 5.0) -> None:
+    """Back to a clean state, as after ``import evlog``: for test fixtures.
+
+    Shuts the running configuration down (delivering what it can within ``timeout`` seconds), forgets it, so the
+    next ``log_event`` configures afresh from the environment, and removes evlog's exception hooks.
+    """
+    _api.reset(timeout)

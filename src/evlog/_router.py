@@ -1,0 +1,239 @@
+"""The intake queue and the router thread: tuples in, built and processed events out to every pipeline.
+
+The router is the only consumer of the intake and the only producer of each pipeline's buffer. It builds each
+event once, runs the ``before_send`` processors, and fans the shared immutable event out. It wakes when the
+intake is half full or on the flush interval, so its work is batched and kept out of the app's bursts.
+Flush requests travel through the intake like events, so a flush covers exactly what was logged before it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+from evlog._accounting import DropReason, Reporter
+from evlog._build import Raw, materialize
+from evlog._event import Event
+from evlog._guard import guarded
+from evlog._pipeline import FlushMarker, Pipeline
+from evlog.typing import Processor
+
+__all__ = ["FlushRequest", "Router"]
+
+#: Wake the router early once the intake is this full (otherwise it wakes on the flush interval). Waking it
+#: late keeps its work (building events) out of the app's bursts of calls, and batches it; half full leaves
+#: room for the burst to go on while the router catches up.
+WAKE_FRACTION = 0.5
+
+
+class FlushRequest:
+    """Queued by ``flush()``: once routed, each pipeline has a marker behind everything logged before."""
+
+    __slots__ = ("markers", "routed")
+
+    def __init__(self, markers: list[FlushMarker]) -> None:
+        self.markers = markers
+        self.routed = threading.Event()
+
+
+class Router:
+    def __init__(
+        self,
+        pipelines: Sequence[Pipeline],
+        *,
+        capacity: int,
+        interval: float,
+        before_send: Sequence[Processor],
+        reporter: Reporter,
+    ) -> None:
+        self.pipelines = list(pipelines)
+        self.capacity = capacity
+        self.wake_at = max(1, int(capacity * WAKE_FRACTION))
+        self.interval = interval
+        self.before_send = tuple(before_send)
+        self.reporter = reporter
+        self._init_runtime()
+
+    def _init_runtime(self) -> None:
+        self.intake: deque[Any] = deque()
+        self.wake_event = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._intake_full = 0
+        self._intake_full_reported = 0
+
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
+
+    def wake(self) -> None:
+        self.wake_event.set()
+
+    def start(self) -> None:
+        thread = threading.Thread(target=self._loop, name="evlog-router", daemon=True)
+        self._thread = thread
+        thread.start()
+
+    # --- app threads ---------------------------------------------------------------------------------------
+
+    def offer(self, raw: Raw | FlushRequest) -> None:
+        """Queue ``raw``, or count it as lost when the intake is full (reported later by the router)."""
+        queue = self.intake
+        if type(raw) is tuple and len(queue) >= self.capacity:
+            with self._lock:  # counted here, reported by the router: the app thread only pays for a lock
+                self._intake_full += 1
+            if not self.wake_event.is_set():
+                self.wake_event.set()
+            return
+        queue.append(raw)
+        if len(queue) >= self.wake_at and not self.wake_event.is_set():
+            self.wake_event.set()
+
+    def queued(self) -> int:
+        return sum(1 for item in list(self.intake) if type(item) is tuple)
+
+    # --- the router thread -----------------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        next_tick = time.monotonic() + self.interval
+        try:
+            while True:
+                timeout = next_tick - time.monotonic()
+                # Under sustained load the intake refills while a pass runs: go again without waiting.
+                if timeout > 0 and not self._stopping and len(self.intake) < self.wake_at:
+                    self.wake_event.wait(timeout)
+                self.wake_event.clear()
+                self.route_pending()
+                now = time.monotonic()
+                if now >= next_tick:
+                    for pipeline in self.pipelines:
+                        pipeline.tick()
+                    next_tick = now + self.interval
+                if self._stopping and not self.intake:
+                    return
+        except Exception:  # pragma: no cover - a bug here must be visible, not silent
+            self.reporter.warn("router", "the evlog router stopped on an error", exc_info=True)
+
+    def route_pending(self) -> None:
+        queue = self.intake
+        pipelines = self.pipelines
+        full: dict[int, list[Event]] = {}
+        unbuilt = 0
+        # One pass takes what is there when it starts, so it ends (and reports its drops, and lets the
+        # interval tick) even while the app keeps logging faster than events can be built.
+        for _ in range(len(queue)):
+            try:
+                item = queue.popleft()
+            except IndexError:  # pragma: no cover - only this thread takes from the intake
+                break
+            if type(item) is FlushRequest:
+                for pipeline, marker in zip(pipelines, item.markers, strict=True):
+                    pipeline.add_marker(marker)
+                item.routed.set()
+                continue
+            if all(pipeline.is_full for pipeline in pipelines):
+                # No exporter has room: building the event only to drop it would cost CPU and memory.
+                unbuilt += 1
+                continue
+            try:
+                built = materialize(item, self.reporter)
+            except Exception as exc:  # pragma: no cover - validated input should always build
+                self.reporter.drop(DropReason.PROCESSOR_ERROR, 1, detail=f"could not build the event: {exc!r}")
+                continue
+            event = self._process(built) if self.before_send else built
+            if event is None:
+                continue
+            for index, pipeline in enumerate(pipelines):
+                if not pipeline.put(event):
+                    full.setdefault(index, []).append(event)
+        self.report_intake_full()
+        if unbuilt:
+            self.reporter.drop(
+                DropReason.QUEUE_FULL,
+                unbuilt,
+                detail="every exporter's buffer was full (max_queue_size) and the backends are behind",
+            )
+        for index, events in full.items():
+            pipeline = pipelines[index]
+            self.reporter.drop(
+                DropReason.QUEUE_FULL,
+                len(events),
+                exporter=pipeline.name,
+                events=events,
+                detail=f"its buffer holds max_queue_size={pipeline.cap} events and the backend is behind",
+            )
+
+    def report_intake_full(self) -> None:
+        with self._lock:
+            lost = self._intake_full - self._intake_full_reported
+            self._intake_full_reported = self._intake_full
+        if lost:
+            self.reporter.drop(
+                DropReason.QUEUE_FULL,
+                lost,
+                detail=f"the intake queue held max_queue_size={self.capacity} events; the app logs faster than "
+                "events can be processed",
+            )
+
+    def _process(self, event: Event) -> Event | None:
+        for processor in self.before_send:
+            try:
+                with guarded():
+                    out = processor(event)
+            except Exception as exc:
+                self.reporter.warn(
+                    f"processor:{getattr(processor, '__qualname__', processor)!s}",
+                    f"before_send processor {processor!r} raised; its event is dropped",
+                    exc_info=True,
+                )
+                self.reporter.drop(
+                    DropReason.PROCESSOR_ERROR, 1, events=(event,), detail=f"{type(exc).__name__}: {exc}"
+                )
+                return None
+            if out is None:
+                self.reporter.drop(DropReason.BEFORE_SEND, 1, events=(event,), detail=repr(processor))
+                return None
+            if not isinstance(out, Event):
+                self.reporter.drop(
+                    DropReason.PROCESSOR_ERROR,
+                    1,
+                    events=(event,),
+                    detail=f"before_send processor {processor!r} returned {type(out).__name__}, not an Event",
+                )
+                return None
+            event = out
+        return event
+
+    # --- control ---------------------------------------------------------------------------------------------
+
+    def stop(self, deadline: float) -> bool:
+        """Route what is queued and stop the thread by ``deadline``; count what is left. True when done."""
+        thread = self._thread
+        if thread is None:
+            return True
+        self._stopping = True
+        self.wake_event.set()
+        thread.join(max(0.0, deadline - time.monotonic()))
+        stuck = thread.is_alive()
+        leftover = self.queued()
+        self.intake.clear()
+        if stuck:
+            self.reporter.drop(
+                DropReason.SHUTDOWN,
+                leftover,
+                detail="still in the intake queue when the shutdown timeout ran out "
+                "(a before_send processor may be blocking)",
+            )
+        else:
+            # A call that raced shutdown may have queued after the router's last pass: count it.
+            self.reporter.drop(DropReason.AFTER_SHUTDOWN, leftover, detail="logged while shutdown was under way")
+        return not stuck
+
+    def reset_after_fork(self, reporter: Reporter) -> None:
+        """In a forked child: the parent's thread is gone, and what it had queued is the parent's to send."""
+        self.reporter = reporter
+        self._init_runtime()
