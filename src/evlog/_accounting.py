@@ -20,7 +20,7 @@ import attrs
 from evlog._event import Event
 from evlog._guard import guarded, internal_logger
 
-__all__ = ["Drop", "DropReason", "ExporterStats", "Reporter", "Stats"]
+__all__ = ["NOT_A_LOSS", "Drop", "DropReason", "ExporterStats", "Reporter", "Stats"]
 
 
 class DropReason(str, enum.Enum):
@@ -44,12 +44,18 @@ class DropReason(str, enum.Enum):
     SHUTDOWN = "shutdown"
     #: ``log_event`` was called after ``shutdown()``.
     AFTER_SHUTDOWN = "after_shutdown"
+    #: The request was sent but no answer came before the shutdown deadline: the backend may have stored the
+    #: events or not. Counted apart (``ExporterStats.unknown``), never as sent and never among the drops.
+    OUTCOME_UNKNOWN = "outcome_unknown"
 
     def __str__(self) -> str:
         return self.value
 
 
 _QUIET = {DropReason.BEFORE_SEND}
+#: Reasons that do not make an event "not delivered" for ``flush()`` / ``shutdown()``'s answer: dropped on purpose,
+#: or logged after shutdown began (never queued before the call).
+NOT_A_LOSS = frozenset({DropReason.BEFORE_SEND, DropReason.AFTER_SHUTDOWN})
 
 
 @attrs.frozen
@@ -72,7 +78,7 @@ class Drop:
 class ExporterStats:
     """A snapshot of one exporter's figures, as ``evlog.stats()`` returns them."""
 
-    #: Events waiting in its buffer now.
+    #: Events waiting now: in its buffer or in flight, and (not yet routed) in the shared intake queue.
     queued: int = 0
     #: Events the backend accepted.
     sent: int = 0
@@ -80,6 +86,10 @@ class ExporterStats:
     retried: int = 0
     #: Events lost, by reason (``DropReason`` values), including losses before fan-out.
     dropped: Mapping[str, int] = attrs.field(factory=dict)
+    #: Events whose request was cut off by the shutdown deadline: maybe stored by the backend, maybe not.
+    unknown: int = 0
+    #: Events logged for this exporter so far: ``queued + sent + dropped_total + unknown`` always adds up to it.
+    logged: int = 0
     #: Exporter-specific figures (e.g. the latest match quality a backend reported).
     details: Mapping[str, Any] = attrs.field(factory=dict)
 
@@ -113,8 +123,14 @@ class Reporter:
         self._interval = interval
         self._lock = threading.Lock()
         self._counts: dict[tuple[str | None, DropReason], int] = {}
+        self._lost = 0
         self._last_logged: dict[tuple[str | None, str], float] = {}
         self._held: dict[tuple[str | None, str], int] = {}
+
+    def lost(self) -> int:
+        """Events counted as not delivered so far, everywhere (what ``shutdown()`` compares before and after)."""
+        with self._lock:
+            return self._lost
 
     def counts(self, exporter: str | None) -> dict[str, int]:
         with self._lock:
@@ -134,6 +150,8 @@ class Reporter:
         with self._lock:
             key = (exporter, reason)
             self._counts[key] = self._counts.get(key, 0) + count
+            if reason not in NOT_A_LOSS:
+                self._lost += count
         if self._on_drop is not None:
             self._call_on_drop(Drop(reason, count, exporter, tuple(events), detail))
         if reason not in _QUIET:

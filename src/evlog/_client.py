@@ -130,7 +130,7 @@ class Client:
         if not self.router.started or self.closed:
             return not self.router.intake
         deadline = time.monotonic() + max(0.0, timeout)
-        request = FlushRequest([FlushMarker(deadline) for _ in self.pipelines])
+        request = FlushRequest([FlushMarker(deadline, pipeline) for pipeline in self.pipelines])
         self.router.offer(request)
         self.router.wake()
         if not request.routed.wait(max(0.0, deadline - time.monotonic())):
@@ -148,13 +148,15 @@ class Client:
             self.closed = True
         _intake.refresh(self)
         deadline = time.monotonic() + max(0.0, timeout)
+        lost_before = self.reporter.lost()
         finished = self.router.stop(deadline)
         for pipeline in self.pipelines:
             pipeline.begin_shutdown(deadline)
         for pipeline in self.pipelines:
             finished = pipeline.finish_shutdown(deadline) and finished
         self.reporter.summarise()
-        return finished
+        # True only when every event that was waiting reached its backend (or was dropped on purpose).
+        return finished and self.reporter.lost() == lost_before
 
     def exit_timeout(self) -> float:
         """What the exit-time shutdown may take: ``shutdown_timeout``, less what a crash's flush already used."""
@@ -172,6 +174,7 @@ class Client:
 
     def stats(self) -> Stats:
         self.router.report_intake_full()
+        intake = self.router.queued()
         before = self.reporter.counts(None)
         exporters: dict[str, ExporterStats] = {}
         for pipeline in self.pipelines:
@@ -179,10 +182,16 @@ class Client:
             dropped = dict(before)
             for reason, n in self.reporter.counts(pipeline.name).items():
                 dropped[reason] = dropped.get(reason, 0) + n
-            exporters[pipeline.name] = attrs.evolve(snap, dropped=dropped)
-        return Stats(
-            exporters=exporters, intake_queued=self.router.queued(), sampled_out=self.sampled_out, dropped=before
-        )
+            dropped.pop(DropReason.OUTCOME_UNKNOWN.value, None)  # counted apart, as ``unknown``
+            exporters[pipeline.name] = attrs.evolve(
+                snap,
+                queued=snap.queued + intake,
+                dropped=dropped,
+                # Every event meant for this exporter: the ones offered to it, the ones lost before fan-out
+                # (counted for every exporter) and the ones not routed yet.
+                logged=snap.logged + sum(before.values()) + intake,
+            )
+        return Stats(exporters=exporters, intake_queued=intake, sampled_out=self.sampled_out, dropped=before)
 
 
 def _name_duplicates(pipelines: list[Pipeline]) -> None:

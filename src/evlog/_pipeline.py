@@ -25,7 +25,7 @@ import attrs
 from evlog._accounting import DropReason, ExporterStats, Reporter
 from evlog._event import Event
 from evlog._guard import guarded
-from evlog._retry import RetryPolicy
+from evlog._retry import RetryPolicy, fit_wait
 from evlog.exporters._base import Batch, Exporter, ExportResult, ExportStatus
 
 __all__ = ["FlushMarker", "Pipeline", "State", "Tally"]
@@ -42,14 +42,21 @@ class State(enum.Enum):
 
 
 class FlushMarker:
-    """Placed in a buffer by ``flush()``; set once everything queued before it has been handed off."""
+    """Placed in a buffer by ``flush()``; set once everything queued before it was delivered or given up on.
 
-    __slots__ = ("deadline", "done", "ok")
+    ``ok`` ends False when any of those events was lost: losses are counted per pipeline by the router and by
+    the worker separately, each of which handles events in log order, so comparing each count when the flush
+    was asked for and when the marker is reached covers exactly the events logged before the call.
+    """
 
-    def __init__(self, deadline: float) -> None:
+    __slots__ = ("deadline", "done", "ok", "router_lost", "worker_lost")
+
+    def __init__(self, deadline: float, pipeline: Pipeline) -> None:
         self.deadline = deadline
         self.done = threading.Event()
         self.ok = True
+        self.router_lost = pipeline.router_lost
+        self.worker_lost = pipeline.worker_lost
 
 
 @attrs.define
@@ -95,7 +102,6 @@ class Pipeline:
     def _init_state(self) -> None:
         self._buf: deque[Event | FlushMarker] = deque()
         self._wake = threading.Event()
-        self._stop = threading.Event()
         self._lock = threading.Lock()
         self._state = State.RUNNING
         self._flush_due = False
@@ -104,8 +110,18 @@ class Pipeline:
         self._thread: threading.Thread | None = None
         #: The batch the worker is exporting or waiting to retry (counted by shutdown if it is abandoned).
         self._in_flight: Batch | None = None
+        #: Set to make a worker that waits for a retry plan again (shutdown began, or a flush is waiting).
+        self._replan = threading.Event()
+        #: True while ``export`` runs: a batch abandoned then has an unknown outcome, not a known loss.
+        self._exporting = False
         self.sent = 0
         self.retried = 0
+        self.unknown = 0
+        #: Events offered by the router (accepted or not): the pipeline's share of what was logged.
+        self.offered = 0
+        #: Losses counted for this exporter by the router, and by this worker (see ``FlushMarker``).
+        self.router_lost = 0
+        self.worker_lost = 0
         self._details: dict[str, Any] = {}
 
     @property
@@ -117,7 +133,9 @@ class Pipeline:
     def put(self, event: Event) -> bool:
         """Queue ``event``; False when the buffer is full (the caller counts the drop)."""
         buf = self._buf
+        self.offered += 1
         if len(buf) >= self.cap:
+            self.router_lost += 1
             return False
         buf.append(event)
         if len(buf) >= self.max_batch:
@@ -135,10 +153,18 @@ class Pipeline:
             self._wake.set()
 
     def add_marker(self, marker: FlushMarker) -> None:
+        """Routed behind every earlier event; the router's losses for those are all counted by now."""
+        if self.router_lost != marker.router_lost:
+            marker.ok = False
         self._markers += 1
         self._buf.append(marker)
         self._flush_due = True
         self._wake.set()
+        self._replan.set()
+
+    def lost_before_fan_out(self, count: int) -> None:
+        """The router lost events for every exporter (a processor failed, every buffer was full...)."""
+        self.router_lost += count
 
     def ensure_started(self) -> None:
         if self._thread is None and self._state is State.RUNNING:
@@ -219,53 +245,115 @@ class Pipeline:
     def _finish_marker(self, marker: FlushMarker) -> None:
         remaining = max(0.0, marker.deadline - time.monotonic())
         ok = self._call("force_flush", lambda: bool(self.exporter.force_flush(remaining)))
-        marker.ok = ok is True
+        if ok is not True or self.worker_lost != marker.worker_lost:
+            marker.ok = False
         marker.done.set()
 
+    def _flush_deadline(self, now: float) -> float | None:
+        """The earliest deadline of a flush still waiting behind the batch in flight (None: none waits)."""
+        deadlines = [m.deadline for m in list(self._buf) if isinstance(m, FlushMarker) and m.deadline > now]
+        return min(deadlines, default=None)
+
     def _deliver(self, batch: Batch, first_attempt: float) -> None:
-        give_up_at = first_attempt + self.policy.deadline
         attempt = 0
+        final = False
         while True:
-            try:
-                with guarded():
-                    result = self.exporter.export(batch)
-                if not isinstance(result, ExportResult):
-                    raise TypeError(f"export() returned {type(result).__name__}, not an ExportResult")
-            except Exception as exc:
-                if self._settle():
-                    self.reporter.warn(
-                        "export_error", f"exporter {self.name!r} raised in export()", exporter=self.name, exc_info=True
-                    )
-                    self._count_drop(DropReason.EXPORT_ERROR, batch.events, f"{type(exc).__name__}: {exc}")
+            result = self._export(batch)
+            if result is None:
                 return
             retry = self._account(batch, result)
             if not retry:
                 return
             detail = result.message or "transient failure"
-            wait = self.policy.delay(attempt, result.retry_after)
-            if self._state is not State.RUNNING:
-                reason, why = DropReason.SHUTDOWN, f"shutting down before a retry could be made: {detail}"
-            elif time.monotonic() + wait > give_up_at:
-                reason = DropReason.RETRIES_EXHAUSTED
-                why = (
-                    f"still failing after {attempt + 1} attempt(s) (retry_deadline {self.policy.deadline:g}s): {detail}"
-                )
-            else:
+            plan = self._next_wait(attempt, result.retry_after, first_attempt, final)
+            if plan is not None:
                 with self._lock:
                     if self.state is State.ABANDONED:  # shutdown gave up on it meanwhile, and counted it
                         return
                     self.retried += len(retry)
                     batch = batch.retry(retry, deadline=self._request_deadline(first_attempt, time.monotonic()))
                     self._in_flight = batch
-                if self._stop.wait(wait):
-                    if self._settle():
-                        self._count_drop(DropReason.SHUTDOWN, batch.events, f"shutdown during a retry wait: {detail}")
-                    return
-                attempt += 1
-                continue
+                plan = self._wait_for_retry(plan, attempt, result.retry_after, first_attempt)
+            if plan is None:
+                if self._settle():
+                    self._count_drop(*self._why_given_up(attempt, first_attempt, detail), retry)
+                return
+            final = plan[1]
+            attempt += 1
+
+    def _export(self, batch: Batch) -> ExportResult | None:
+        """One ``export`` call; None when it raised (counted here) or shutdown abandoned the batch meanwhile."""
+        self._exporting = True
+        try:
+            with guarded():
+                result = self.exporter.export(batch)
+            if not isinstance(result, ExportResult):
+                raise TypeError(f"export() returned {type(result).__name__}, not an ExportResult")
+        except Exception as exc:
+            self._exporting = False
             if self._settle():
-                self._count_drop(reason, retry, why)
-            return
+                self.reporter.warn(
+                    "export_error", f"exporter {self.name!r} raised in export()", exporter=self.name, exc_info=True
+                )
+                self._count_drop(DropReason.EXPORT_ERROR, f"{type(exc).__name__}: {exc}", batch.events)
+            return None
+        self._exporting = False
+        return result
+
+    def _next_wait(
+        self, attempt: int, requested: float | None, first_attempt: float, final: bool
+    ) -> tuple[float, bool] | None:
+        """(seconds before the next attempt, whether it is the last one); None: no attempt fits any more.
+
+        The batch's own deadline and shutdown's are hard: the wait is shortened once, for a final attempt,
+        rather than given up on. A waiting flush only makes the worker hurry: its deadline shortens the wait
+        when it can, and never makes the worker give up.
+        """
+        if self.policy.deadline <= 0:
+            return None
+        now = time.monotonic()
+        wait = self.policy.delay(attempt, requested)
+        hard = first_attempt + self.policy.deadline
+        if self._shutdown_deadline is not None:
+            hard = min(hard, self._shutdown_deadline)
+        soft = self._flush_deadline(now)
+        if soft is not None and soft < hard:
+            hurried = fit_wait(wait, now, soft)
+            if hurried is not None:
+                wait = hurried
+        fitted = fit_wait(wait, now, hard)
+        if fitted is None or (final and fitted < wait):
+            return None
+        return fitted, fitted < wait
+
+    def _wait_for_retry(
+        self, plan: tuple[float, bool], attempt: int, requested: float | None, first_attempt: float
+    ) -> tuple[float, bool] | None:
+        """Wait as planned, planning again whenever shutdown begins or a flush arrives; None: give up.
+
+        Returns the plan that was followed (whether the attempt after it is the final one).
+        """
+        until = time.monotonic() + plan[0]
+        while True:
+            left = until - time.monotonic()
+            if left <= 0 or not self._replan.wait(left):
+                return plan
+            self._replan.clear()
+            new = self._next_wait(attempt, requested, first_attempt, final=False)
+            if new is None:
+                return None
+            if time.monotonic() + new[0] < until:
+                until = time.monotonic() + new[0]
+                plan = new
+
+    def _why_given_up(self, attempt: int, first_attempt: float, detail: str) -> tuple[DropReason, str]:
+        shutdown = self._shutdown_deadline
+        if shutdown is not None and (self.policy.deadline <= 0 or shutdown < first_attempt + self.policy.deadline):
+            return DropReason.SHUTDOWN, f"the shutdown deadline came before the backend recovered: {detail}"
+        return (
+            DropReason.RETRIES_EXHAUSTED,
+            f"still failing after {attempt + 1} attempt(s) (retry_deadline {self.policy.deadline:g}s): {detail}",
+        )
 
     def _settle(self) -> bool:
         """Take the batch out of flight; False when shutdown abandoned it (and so already counted it)."""
@@ -275,7 +363,11 @@ class Pipeline:
             self._in_flight = None
             return True
 
-    def _count_drop(self, reason: DropReason, events: Sequence[Event], detail: str) -> None:
+    def _count_drop(self, reason: DropReason, detail: str, events: Sequence[Event]) -> None:
+        if reason is DropReason.OUTCOME_UNKNOWN:
+            self.unknown += len(events)
+        else:
+            self.worker_lost += len(events)
         self.reporter.drop(reason, len(events), exporter=self.name, events=tuple(events), detail=detail)
 
     def _account(self, batch: Batch, result: ExportResult) -> list[Event]:
@@ -290,9 +382,9 @@ class Pipeline:
             if not tally.retry:
                 self._in_flight = None
         if tally.failed:
-            self._count_drop(DropReason.FAILED, tally.failed, result.message or "refused by the backend")
+            self._count_drop(DropReason.FAILED, result.message or "refused by the backend", tally.failed)
         for reason, group in tally.rejected.items():
-            self._count_drop(DropReason.REJECTED, group, reason)
+            self._count_drop(DropReason.REJECTED, reason, group)
         return tally.retry
 
     # --- control -----------------------------------------------------------------------------------------
@@ -302,7 +394,7 @@ class Pipeline:
             self._shutdown_deadline = deadline
             if self._state is State.RUNNING:
                 self._state = State.DRAINING
-        self._stop.set()
+        self._replan.set()
         self._wake.set()
 
     def finish_shutdown(self, deadline: float) -> bool:
@@ -317,16 +409,17 @@ class Pipeline:
         with self._lock:
             self._state = State.ABANDONED
             in_flight, self._in_flight = self._in_flight, None
+            exporting = self._exporting
             leftover = [e for e in self._buf if isinstance(e, Event)]
             self._buf.clear()
-        if in_flight is not None:
-            self._count_drop(
-                DropReason.SHUTDOWN,
-                in_flight.events,
-                "in flight when the shutdown timeout ran out (the exporter did not return in time)",
-            )
+        if in_flight is not None and exporting:
+            why = "its request was under way when the shutdown timeout ran out: the backend may have it or not"
+            self._count_drop(DropReason.OUTCOME_UNKNOWN, why, in_flight.events)
+        elif in_flight is not None:
+            why = "waiting for a retry when the shutdown timeout ran out"
+            self._count_drop(DropReason.SHUTDOWN, why, in_flight.events)
         if leftover:
-            self._count_drop(DropReason.SHUTDOWN, leftover, "still queued when the shutdown timeout ran out")
+            self._count_drop(DropReason.SHUTDOWN, "still queued when the shutdown timeout ran out", leftover)
         return False
 
     def reset_after_fork(self, reporter: Reporter) -> None:
@@ -341,8 +434,10 @@ class Pipeline:
             if self._in_flight is not None:
                 queued += len(self._in_flight)
             details = dict(self._details)
-            sent, retried = self.sent, self.retried
+            sent, retried, unknown, offered = self.sent, self.retried, self.unknown, self.offered
         extra = self._call("stats", self.exporter.stats)
         if extra:
             details.update(extra)
-        return ExporterStats(queued=queued, sent=sent, retried=retried, details=details)
+        return ExporterStats(
+            queued=queued, sent=sent, retried=retried, unknown=unknown, logged=offered, details=details
+        )

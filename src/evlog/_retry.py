@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import attrs
 
-__all__ = ["RetryPolicy", "parse_retry_after"]
+__all__ = ["MIN_ATTEMPT_SECONDS", "RetryPolicy", "fit_wait", "parse_retry_after"]
 
 
 @attrs.frozen
@@ -58,3 +58,23 @@ def parse_retry_after(value: str | None, *, now: _dt.datetime | None = None) -> 
     if seconds != seconds:  # NaN
         return None
     return max(0.0, seconds)
+
+
+#: The least time worth starting an attempt with: below it a request cannot even connect.
+MIN_ATTEMPT_SECONDS = 0.05
+
+
+def fit_wait(wait: float, now: float, end: float) -> float | None:
+    """How long to wait so that the next attempt still happens before ``end``.
+
+    ``wait`` when it fits with time left for the attempt itself; otherwise a shortened wait (the last chance to
+    deliver beats honouring a delay that would run past the deadline); None when no attempt fits any more.
+    Time is kept for the attempt: half of what is left, at most a second.
+    """
+    left = end - now
+    if left < MIN_ATTEMPT_SECONDS:
+        return None
+    reserve = min(1.0, left / 2)
+    if wait + reserve <= left:
+        return wait
+    return max(0.0, left - reserve)

@@ -142,6 +142,7 @@ class Router:
             try:
                 built = materialize(item, self.reporter)
             except Exception as exc:  # pragma: no cover - validated input should always build
+                self._lost_before_fan_out(1)
                 self.reporter.drop(DropReason.PROCESSOR_ERROR, 1, detail=f"could not build the event: {exc!r}")
                 continue
             event = self._process(built) if self.before_send else built
@@ -152,6 +153,7 @@ class Router:
                     full.setdefault(index, []).append(event)
         self.report_intake_full()
         if unbuilt:
+            self._lost_before_fan_out(unbuilt)
             self.reporter.drop(
                 DropReason.QUEUE_FULL,
                 unbuilt,
@@ -166,6 +168,10 @@ class Router:
                 events=events,
                 detail=f"its buffer holds max_queue_size={pipeline.cap} events and the backend is behind",
             )
+
+    def _lost_before_fan_out(self, count: int) -> None:
+        for pipeline in self.pipelines:
+            pipeline.lost_before_fan_out(count)
 
     def report_intake_full(self) -> None:
         with self._lock:
@@ -185,6 +191,7 @@ class Router:
                 with guarded():
                     out = processor(event)
             except Exception as exc:
+                self._lost_before_fan_out(1)
                 self.reporter.warn(
                     f"processor:{getattr(processor, '__qualname__', processor)!s}",
                     f"before_send processor {processor!r} raised; its event is dropped",
@@ -198,6 +205,7 @@ class Router:
                 self.reporter.drop(DropReason.BEFORE_SEND, 1, events=(event,), detail=repr(processor))
                 return None
             if not isinstance(out, Event):
+                self._lost_before_fan_out(1)
                 self.reporter.drop(
                     DropReason.PROCESSOR_ERROR,
                     1,
