@@ -114,6 +114,14 @@ def test_no_import_cycle_between_config_and_the_exporters() -> None:
     assert "evlog._config" not in imported_modules(_base) | imported_modules(_registry)
 
 
+def test_the_readme_table_lists_every_option_with_its_variable() -> None:
+    # README.md is built from Config by docs/build_readme.py (test_readme checks it is up to date).
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    rows = [line for line in readme.splitlines() if line.startswith("| `")]
+    for spec in option_specs():
+        assert any(row.startswith(f"| `{spec.name}` |") and f"`{spec.env_var}`" in row for row in rows), spec.name
+
+
 def test_every_config_field_has_a_type_a_default_and_a_doc_comment() -> None:
     source = inspect.getsource(Config).splitlines()
     for field in attrs.fields(Config):

@@ -93,13 +93,14 @@ class Config:
     config file.
     """
 
-    #: Where events go: exporter names or ``Exporter`` instances, or a mapping of names to their options.
+    #: Where events go: each exporter gets every event that sampling and ``before_send`` keep. Exporter
+    #: options: ``EVLOG_<EXPORTER>_<OPTION>``, ``[exporters.<name>]`` tables, or a mapping name -> options.
     exporters: tuple[Exporter, ...] = attrs.field(default=(), metadata={_KIND: Kind.EXPORTERS})
     #: Seconds between background flushes. Lower means fresher data and more requests.
     flush_interval: float = attrs.field(default=1.0, validator=_Check(lambda v: v > 0, "seconds > 0"))
     #: Events each exporter may hold while waiting to send (and the intake queue's size). Past it, new events
     #: are dropped and counted as ``queue_full``: memory stays bounded while a backend is down.
-    max_queue_size: int = attrs.field(default=10_000, validator=_Check(lambda v: v > 0, "an integer > 0"))
+    max_queue_size: int = attrs.field(default=10_000, validator=_Check(lambda v: v > 0, "a count > 0"))
     #: Seconds the shutdown at interpreter exit may take, at most.
     shutdown_timeout: float = attrs.field(default=2.0, validator=_Check(lambda v: v >= 0, "seconds >= 0"))
     #: Seconds a batch may spend being retried before it is dropped as ``retries_exhausted``.
