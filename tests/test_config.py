@@ -547,6 +547,15 @@ def test_a_validator_that_reads_another_option_names_its_own_option_once_with_it
     assert STATSIG_KEY not in str(err)
 
 
+def test_a_constructor_argument_refused_by_a_validator_names_its_option() -> None:
+    from evlog.exporters.statsig import StatsigExporter
+
+    with pytest.raises(ConfigError) as info:
+        StatsigExporter(api_key=STATSIG_KEY, endpoint=PLAIN_HTTP)
+    assert (info.value.path, info.value.source) == ("exporters.statsig.endpoint", "constructor arguments")
+    assert str(info.value).count("exporters.statsig") == 1
+
+
 def test_the_cross_field_opt_in_is_read_from_its_own_source(monkeypatch: pytest.MonkeyPatch) -> None:
     write("evlog.toml", f'[exporters.statsig]\napi_key = "{STATSIG_KEY}"\nendpoint = "{PLAIN_HTTP}"\n')
     monkeypatch.setenv("EVLOG_STATSIG_ALLOW_INSECURE_HTTP", "1")

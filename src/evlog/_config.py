@@ -489,25 +489,31 @@ def resolve_config(args: Mapping[str, Any], environ: Mapping[str, str] | None = 
     sources = _Sources(environ, file_data, file_src)
     values: dict[str, Any] = {}
     where: dict[str, str] = {}
-    exporters_spec = None
     for spec in option_specs():
-        arg = _NOT_GIVEN if args.get(spec.name) is None else args[spec.name]
         if spec.kind is Kind.EXPORTERS:
-            exporters_spec = spec  # last: exporters are built once every other option is known to be valid
-            continue
-        offer = sources.pick(arg, spec.env_var, file_data, spec.file_key)
+            continue  # last: exporters are built (files opened...) once every other option is known to be valid
+        offer = sources.pick(_given(args, spec.name), spec.env_var, file_data, spec.file_key)
         if offer is None:
             where[spec.name] = DEFAULTS
             continue
         values[spec.name] = _read_option(spec, offer)
         where[spec.name] = offer.source
+    values["exporters"], exporter_where = _resolve_exporters(_given(args, "exporters"), sources)
+    where.update(exporter_where)
+    return Config(**values), where
 
-    assert exporters_spec is not None
-    file_exporters = _file_exporters(file_data.get(exporters_spec.file_key), file_src)
-    chosen = {} if file_exporters.names is None else {exporters_spec.file_key: file_exporters.names}
-    arg = _NOT_GIVEN if args.get(exporters_spec.name) is None else args[exporters_spec.name]
-    selection = _select_exporters(sources.pick(arg, exporters_spec.env_var, chosen, exporters_spec.file_key))
-    where[exporters_spec.name] = selection.source
+
+def _given(args: Mapping[str, Any], name: str) -> Any:
+    # configure()'s None means "leave it to the other sources" (structlog's convention), not the value None.
+    value = args.get(name)
+    return _NOT_GIVEN if value is None else value
+
+
+def _resolve_exporters(arg: Any, sources: _Sources) -> tuple[tuple[Exporter, ...], dict[str, str]]:
+    """The exporters, chosen by the same walk as any option; the file's tables apply whoever chose them."""
+    file_exporters = _file_exporters(sources.file.get("exporters"), sources.file_src)
+    chosen = {} if file_exporters.names is None else {"exporters": file_exporters.names}
+    selection = _select_exporters(sources.pick(arg, env_name("exporters"), chosen, "exporters"))
     if not selection.items:
         raise ConfigError(
             "no exporter selected: events would go nowhere without a word; name at least one "
@@ -515,9 +521,8 @@ def resolve_config(args: Mapping[str, Any], environ: Mapping[str, str] | None = 
             path="exporters",
             source=selection.source,
         )
-    values["exporters"], exporter_where = _build_exporters(selection, file_exporters.tables, sources)
-    where.update(exporter_where)
-    return Config(**values), where
+    exporters, where = _build_exporters(selection, file_exporters.tables, sources)
+    return exporters, {"exporters": selection.source, **where}
 
 
 def load_config(args: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Config:

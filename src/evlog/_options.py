@@ -33,6 +33,7 @@ __all__ = [
     "parse_bool",
     "parse_env",
     "resolve_callable",
+    "split_list",
     "structure_value",
 ]
 
