@@ -22,6 +22,8 @@ from typing import Any
 
 import attrs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import evlog
 from evlog import Config, ConfigError, DropReason, InvalidEventError
@@ -234,6 +236,25 @@ def test_every_scalar_option_has_an_environment_variable(option: str, text: str,
 )  # fmt: skip
 def test_boolean_environment_values(text: str, expected: bool) -> None:
     assert load_config({}, environ={"EVLOG_DISABLED": text}).disabled is expected
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.sampled_from([s for s in option_specs() if s.kind is Kind.VALUE]).flatmap(
+        lambda spec: st.tuples(st.just(spec), st.from_type(spec.type))
+    )
+)
+def test_a_value_accepted_from_configure_reads_back_the_same_from_its_variable(pair: tuple[Any, Any]) -> None:
+    spec, value = pair
+    try:
+        expected = getattr(load_config({spec.name: value}, environ={}), spec.name)
+    except ConfigError:
+        return  # out of range for this option: nothing to compare
+    from_env = getattr(
+        load_config({}, environ={spec.env_var: repr(value) if spec.type is float else str(value)}), spec.name
+    )
+    assert from_env == expected
+    assert type(from_env) is type(expected)
 
 
 # --- precedence for an exporter option: configure mapping > EVLOG_JSONL_PATH > [exporters.jsonl] ------------

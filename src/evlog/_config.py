@@ -41,6 +41,7 @@ from evlog.exporters._registry import available_exporters, load_exporter_class
 from evlog.typing import Processor
 
 __all__ = [
+    "DEFAULTS",
     "DEFAULT_EXPORTERS",
     "OPTION_NAMES",
     "Config",
