@@ -8,6 +8,7 @@ The autouse fixture in conftest clears ``EVLOG_*`` and chdirs to a fresh tmp dir
 
 from __future__ import annotations
 
+import ast
 import importlib
 import inspect
 import json
@@ -21,11 +22,13 @@ from typing import Any
 
 import attrs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import evlog
 from evlog import Config, ConfigError, DropReason, InvalidEventError
 from evlog._api import current_client
-from evlog._config import load_config
+from evlog._config import DEFAULTS, OPTION_NAMES, Kind, load_config, option_specs, resolve_config
 from evlog.exporters import available_exporters
 from evlog.exporters.console import ConsoleExporter
 from evlog.exporters.jsonl import JsonlExporter
@@ -68,6 +71,57 @@ def test_configure_accepts_every_config_field_and_nothing_else() -> None:
     params = inspect.signature(evlog.configure).parameters
     assert set(params) == fields
     assert all(p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is None for p in params.values())
+
+
+def test_configure_takes_one_keyword_per_option_in_declaration_order() -> None:
+    # Still true once configure() moves to _api.py: its parameters are Config's fields, nothing else.
+    params = inspect.signature(evlog.configure).parameters
+    assert tuple(params) == OPTION_NAMES == tuple(f.name for f in attrs.fields(Config))
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is None for p in params.values())
+
+
+def test_every_option_s_names_in_each_source_follow_from_its_field() -> None:
+    specs = option_specs()
+    assert tuple(spec.name for spec in specs) == OPTION_NAMES
+    for spec in specs:
+        assert spec.env_var == f"EVLOG_{spec.name.upper()}"
+        assert spec.file_key == spec.name
+        assert spec.doc, spec.name
+    by_name = {spec.name: spec for spec in specs}
+    assert (by_name["flush_interval"].type, by_name["flush_interval"].default) == (float, 1.0)
+    assert by_name["flush_interval"].accepted == "seconds > 0"
+    assert by_name["exporters"].default == ("console",)
+    assert (by_name["on_drop"].kind, by_name["before_send"].kind) == (Kind.CALLABLE, Kind.CALLABLES)
+
+
+def imported_modules(module: ModuleType) -> set[str]:
+    """Every module ``module``'s source imports, at the top or inside functions."""
+    tree = ast.parse(Path(str(module.__file__)).read_text(encoding="utf-8"))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+    return found
+
+
+def test_no_import_cycle_between_config_and_the_exporters() -> None:
+    # Exporter.__init__ builds its options with _options; if _options reached back to _config or the exporters,
+    # the cycle _config -> exporters/_registry -> exporters/_base -> _config would be back.
+    from evlog import _options
+    from evlog.exporters import _base, _registry
+
+    assert not {m for m in imported_modules(_options) if m.startswith("evlog.exporters") or m == "evlog._config"}
+    assert "evlog._config" not in imported_modules(_base) | imported_modules(_registry)
+
+
+def test_the_readme_table_lists_every_option_with_its_variable() -> None:
+    # README.md is built from Config by docs/build_readme.py (test_readme checks it is up to date).
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    rows = [line for line in readme.splitlines() if line.startswith("| `")]
+    for spec in option_specs():
+        assert any(row.startswith(f"| `{spec.name}` |") and f"`{spec.env_var}`" in row for row in rows), spec.name
 
 
 def test_every_config_field_has_a_type_a_default_and_a_doc_comment() -> None:
@@ -182,6 +236,25 @@ def test_every_scalar_option_has_an_environment_variable(option: str, text: str,
 )  # fmt: skip
 def test_boolean_environment_values(text: str, expected: bool) -> None:
     assert load_config({}, environ={"EVLOG_DISABLED": text}).disabled is expected
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.sampled_from([s for s in option_specs() if s.kind is Kind.VALUE]).flatmap(
+        lambda spec: st.tuples(st.just(spec), st.from_type(spec.type))
+    )
+)
+def test_a_value_accepted_from_configure_reads_back_the_same_from_its_variable(pair: tuple[Any, Any]) -> None:
+    spec, value = pair
+    try:
+        expected = getattr(load_config({spec.name: value}, environ={}), spec.name)
+    except ConfigError:
+        return  # out of range for this option: nothing to compare
+    from_env = getattr(
+        load_config({}, environ={spec.env_var: repr(value) if spec.type is float else str(value)}), spec.name
+    )
+    assert from_env == expected
+    assert type(from_env) is type(expected)
 
 
 # --- precedence for an exporter option: configure mapping > EVLOG_JSONL_PATH > [exporters.jsonl] ------------
@@ -457,6 +530,110 @@ def test_exporter_option_rejected_by_its_validator_names_the_option_and_its_sour
     err = config_error(exporters=setup.get("arg", ["memory"]))
     assert (err.path, err.source) == ("exporters.memory.max_events", source)
     assert "-1" in str(err)
+
+
+STATSIG_KEY = "secret-evlog-config-test-key"
+PLAIN_HTTP = "http://statsig.example.com/v1/log_event"
+
+
+@pytest.mark.parametrize(
+    ("source", "setup"),
+    [
+        ("configure()", {"arg": {"statsig": {"api_key": STATSIG_KEY, "endpoint": PLAIN_HTTP}}}),
+        (
+            "environment variable EVLOG_STATSIG_ENDPOINT",
+            {
+                "env": {
+                    "EVLOG_EXPORTERS": "statsig",
+                    "EVLOG_STATSIG_API_KEY": STATSIG_KEY,
+                    "EVLOG_STATSIG_ENDPOINT": PLAIN_HTTP,
+                }
+            },
+        ),
+        ("evlog.toml", {"file": f'[exporters.statsig]\napi_key = "{STATSIG_KEY}"\nendpoint = "{PLAIN_HTTP}"\n'}),
+    ],
+)
+def test_a_validator_that_reads_another_option_names_its_own_option_once_with_its_source(
+    monkeypatch: pytest.MonkeyPatch, source: str, setup: dict[str, Any]
+) -> None:
+    # statsig's endpoint check reads allow_insecure_http from the instance, and raises a ConfigError itself.
+    for var, text in setup.get("env", {}).items():
+        monkeypatch.setenv(var, text)
+    if "file" in setup:
+        write("evlog.toml", setup["file"])
+    err = config_error(exporters=setup.get("arg"))
+    assert (err.path, err.source) == ("exporters.statsig.endpoint", source)
+    assert str(err).startswith(f"exporters.statsig.endpoint (from {source}): refusing plain http")
+    assert str(err).count("exporters.statsig") == 1
+    assert STATSIG_KEY not in str(err)
+
+
+def test_a_constructor_argument_refused_by_a_validator_names_its_option() -> None:
+    from evlog.exporters.statsig import StatsigExporter
+
+    with pytest.raises(ConfigError) as info:
+        StatsigExporter(api_key=STATSIG_KEY, endpoint=PLAIN_HTTP)
+    assert (info.value.path, info.value.source) == ("exporters.statsig.endpoint", "constructor arguments")
+    assert str(info.value).count("exporters.statsig") == 1
+
+
+def test_the_cross_field_opt_in_is_read_from_its_own_source(monkeypatch: pytest.MonkeyPatch) -> None:
+    write("evlog.toml", f'[exporters.statsig]\napi_key = "{STATSIG_KEY}"\nendpoint = "{PLAIN_HTTP}"\n')
+    monkeypatch.setenv("EVLOG_STATSIG_ALLOW_INSECURE_HTTP", "1")
+    config = load_config({})
+    assert only(config).options.endpoint == PLAIN_HTTP
+
+
+def test_a_config_error_raised_after_init_names_the_option_it_points_at() -> None:
+    write("evlog.toml", '[exporters.adcp]\nagent_url = "http://seller.example.com/mcp"\nevent_source_id = "web"\n')
+    err = config_error()
+    assert (err.path, err.source) == ("exporters.adcp.agent_url", "evlog.toml")
+    assert str(err).startswith("exporters.adcp.agent_url (from evlog.toml): refusing plain http")
+
+
+def test_a_cross_field_error_names_the_exporter_and_every_source_involved(monkeypatch: pytest.MonkeyPatch) -> None:
+    write("evlog.toml", '[exporters.coveo]\norg_id = "myorg"\n')
+    monkeypatch.setenv("EVLOG_COVEO_LANGUAGE", "fr")
+    err = config_error()
+    assert (err.path, err.source) == ("exporters.coveo", "evlog.toml, environment variable EVLOG_COVEO_LANGUAGE")
+    assert err.reason.startswith("set access_token (EVLOG_COVEO_ACCESS_TOKEN)")
+
+
+def test_config_error_reason_is_the_message_without_where() -> None:
+    err = ConfigError("expected a number", path="flush_interval", source="configure()")
+    assert str(err) == "flush_interval (from configure()): expected a number"
+    assert err.reason == "expected a number"
+
+
+# --- where each value came from --------------------------------------------------------------------------------
+
+
+def test_resolve_config_says_where_each_value_came_from(monkeypatch: pytest.MonkeyPatch) -> None:
+    write("evlog.toml", 'sample_rate = 0.5\n[exporters.jsonl]\npath = "from-file.jsonl"\n')
+    monkeypatch.setenv("EVLOG_JSONL_FSYNC", "1")
+    monkeypatch.setenv("EVLOG_FLUSH_INTERVAL", "2")
+    config, where = resolve_config({"flush_interval": 0.5, "disabled": None})
+    assert (config.flush_interval, config.sample_rate) == (0.5, 0.5)
+    assert where["flush_interval"] == "configure()"
+    assert where["sample_rate"] == "evlog.toml"
+    assert where["disabled"] == DEFAULTS
+    assert where["exporters"] == "evlog.toml"
+    assert where["exporters.jsonl.path"] == "evlog.toml"
+    assert where["exporters.jsonl.fsync"] == "environment variable EVLOG_JSONL_FSYNC"
+    assert set(OPTION_NAMES) <= set(where)
+
+
+def test_load_config_refuses_a_name_that_is_not_an_option() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config({"flush_intervall": 1.0})
+    assert (info.value.path, info.value.source) == ("flush_intervall", "configure()")
+
+
+def test_an_overridden_environment_value_is_not_read() -> None:
+    # One walk per option: only the winning source is parsed, whatever the option.
+    environ = {"EVLOG_FLUSH_INTERVAL": "abc", "EVLOG_MEMORY_MAX_EVENTS": "many"}
+    config = load_config({"flush_interval": 2.0, "exporters": {"memory": {"max_events": 3}}}, environ=environ)
+    assert (config.flush_interval, only(config).options.max_events) == (2.0, 3)
 
 
 @pytest.mark.parametrize(

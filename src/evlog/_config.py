@@ -1,75 +1,117 @@
-"""Configuration: one attrs ``Config`` listing every option, and its loading from arguments, environment and file.
+"""Configuration: one attrs ``Config`` declaring every option, and its loading from arguments, environment and file.
 
+Each option is declared once, as a ``Config`` field (type, default, validator, ``#:`` doc); its
+``configure()`` parameter, ``EVLOG_<NAME>`` variable, file key and README row all follow from that field.
 Precedence, per option: ``configure()`` arguments > ``EVLOG_*`` environment variables > the config file
-(``$EVLOG_CONFIG``, else ``./evlog.toml``, else ``[tool.evlog]`` in ``./pyproject.toml``) > defaults.
-Exporter options follow the same order, per option, as ``EVLOG_<EXPORTER>_<OPTION>`` and
-``[exporters.<name>]`` tables. Every bad value raises ``ConfigError`` naming its path and its source, so
+(``$EVLOG_CONFIG``, else ``./evlog.toml``, else ``[tool.evlog]`` in ``./pyproject.toml``) > defaults, walked in
+one place (``_Sources.pick``), for top-level options and exporter options (``EVLOG_<EXPORTER>_<OPTION>``,
+``[exporters.<name>]``) alike. Every bad value raises ``ConfigError`` naming its path and its source, so
 switching backends is a configuration change that fails loudly when mistyped.
 """
 
 from __future__ import annotations
 
-import json
+import enum
+import functools
+import inspect
 import os
+import re
 import sys
-import types
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
-from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError
 
+from evlog._accounting import Drop
 from evlog._errors import ConfigError
-from evlog._serialize import converter
+from evlog._event import Event
+from evlog._options import (
+    build_exporter_options,
+    env_name,
+    option_types,
+    parse_env,
+    resolve_callable,
+    split_list,
+    structure_value,
+)
+from evlog.exporters._base import Exporter
+from evlog.exporters._registry import available_exporters, load_exporter_class
+from evlog.typing import Processor
 
-if TYPE_CHECKING:
-    from evlog._accounting import Drop
-    from evlog._event import Event
-    from evlog.exporters._base import Exporter
-
-__all__ = ["DEFAULT_EXPORTERS", "Config", "build_exporter_options", "load_config"]
+__all__ = [
+    "DEFAULTS",
+    "DEFAULT_EXPORTERS",
+    "OPTION_NAMES",
+    "Config",
+    "Kind",
+    "OptionSpec",
+    "load_config",
+    "option_specs",
+    "resolve_config",
+]
 
 DEFAULT_EXPORTERS = ("console",)
-_ENV_PREFIX = "EVLOG_"
+#: The source named for an option no source sets.
+DEFAULTS = "defaults"
+_ARGUMENTS = "configure()"
 
-Processor = Callable[["Event"], "Event | None"]
+
+class Kind(enum.Enum):
+    """How an option's raw values are read; kept in each field's metadata (plain typed values need none)."""
+
+    #: Parsed from the environment by the field's type, structured strictly, checked by the field's validator.
+    VALUE = "value"
+    #: A callable, or a ``module:function`` string naming one (files and the environment hold strings).
+    CALLABLE = "callable"
+    #: A list of those; comma-separated in the environment.
+    CALLABLES = "callables"
+    #: Exporter names and instances, or a mapping name -> options; each exporter has options of its own.
+    EXPORTERS = "exporters"
 
 
-def _check(predicate: Callable[[Any], bool], accepted: str) -> Any:
-    def validator(_inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if not predicate(value):
-            raise ValueError(f"expected {accepted}, got {value!r}")
+_KIND = "evlog.kind"
 
-    return validator
+
+@attrs.frozen
+class _Check:
+    """A single-value validator that can say what it accepts (shown in errors and in the README)."""
+
+    predicate: Callable[[Any], bool]
+    accepted: str
+
+    def __call__(self, _inst: object, _attribute: attrs.Attribute[Any], value: Any) -> None:
+        if not self.predicate(value):
+            raise ValueError(f"expected {self.accepted}, got {value!r}")
 
 
 @attrs.frozen(kw_only=True)
 class Config:
     """Every setting of the library, resolved. Build it with ``evlog.configure(...)``.
 
-    Each scalar option can also be set as ``EVLOG_<NAME>`` (e.g. ``EVLOG_FLUSH_INTERVAL=5``) or as a key of
-    the config file.
+    Each option can also be set as ``EVLOG_<NAME>`` (e.g. ``EVLOG_FLUSH_INTERVAL=5``) or as a key of the
+    config file.
     """
 
-    #: The exporters events go to (instances, built from names and their options).
-    exporters: tuple[Exporter, ...] = ()
+    #: Where events go: each exporter gets every event that sampling and ``before_send`` keep. Exporter
+    #: options: ``EVLOG_<EXPORTER>_<OPTION>``, ``[exporters.<name>]`` tables, or a mapping name -> options.
+    exporters: tuple[Exporter, ...] = attrs.field(default=(), metadata={_KIND: Kind.EXPORTERS})
     #: Seconds between background flushes. Lower means fresher data and more requests.
-    flush_interval: float = attrs.field(default=1.0, validator=_check(lambda v: v > 0, "seconds > 0"))
+    flush_interval: float = attrs.field(default=1.0, validator=_Check(lambda v: v > 0, "seconds > 0"))
     #: Events each exporter may hold while waiting to send (and the intake queue's size). Past it, new events
     #: are dropped and counted as ``queue_full``: memory stays bounded while a backend is down.
-    max_queue_size: int = attrs.field(default=10_000, validator=_check(lambda v: v > 0, "an integer > 0"))
+    max_queue_size: int = attrs.field(default=10_000, validator=_Check(lambda v: v > 0, "a count > 0"))
     #: Seconds the shutdown at interpreter exit may take, at most.
-    shutdown_timeout: float = attrs.field(default=2.0, validator=_check(lambda v: v >= 0, "seconds >= 0"))
+    shutdown_timeout: float = attrs.field(default=2.0, validator=_Check(lambda v: v >= 0, "seconds >= 0"))
     #: Seconds a batch may spend being retried before it is dropped as ``retries_exhausted``.
-    retry_deadline: float = attrs.field(default=60.0, validator=_check(lambda v: v >= 0, "seconds >= 0"))
+    retry_deadline: float = attrs.field(default=60.0, validator=_Check(lambda v: v >= 0, "seconds >= 0"))
     #: First retry delay in seconds; it doubles each attempt (with full jitter) up to ``retry_max_backoff``.
-    retry_initial_backoff: float = attrs.field(default=0.5, validator=_check(lambda v: v > 0, "seconds > 0"))
-    #: Longest delay between two retries, in seconds (a server's Retry-After may ask for longer).
-    retry_max_backoff: float = attrs.field(default=30.0, validator=_check(lambda v: v > 0, "seconds > 0"))
+    retry_initial_backoff: float = attrs.field(default=0.5, validator=_Check(lambda v: v > 0, "seconds > 0"))
+    #: Longest delay between two retries, in seconds (a server's ``Retry-After`` may ask for longer).
+    retry_max_backoff: float = attrs.field(default=30.0, validator=_Check(lambda v: v > 0, "seconds > 0"))
     #: Fraction of events kept, from 0.0 to 1.0; the rest are counted as ``sampled_out``.
-    sample_rate: float = attrs.field(default=1.0, validator=_check(lambda v: 0 <= v <= 1, "0.0 to 1.0"))
+    sample_rate: float = attrs.field(default=1.0, validator=_Check(lambda v: 0 <= v <= 1, "0.0 to 1.0"))
     #: Turn the library off: ``log_event`` validates its arguments and does nothing else.
     disabled: bool = False
     #: Record uncaught exceptions (main thread, other threads) as events.
@@ -77,84 +119,82 @@ class Config:
     #: Processors run on the background thread, in order, before any exporter: ``(event) -> event | None``.
     #: ``None`` drops the event (counted as ``before_send``); a processor that raises drops it too (counted
     #: as ``processor_error``) so a failing scrubber can never leak what it was meant to remove.
-    before_send: tuple[Processor, ...] = ()
+    before_send: tuple[Processor, ...] = attrs.field(default=(), metadata={_KIND: Kind.CALLABLES})
     #: Called with a ``Drop`` each time events are lost, from a background thread. Must not block.
-    on_drop: Callable[[Drop], None] | None = None
+    on_drop: Callable[[Drop], None] | None = attrs.field(default=None, metadata={_KIND: Kind.CALLABLE})
 
 
-# Options that have an environment variable and a file key, with how to read them from a string.
-_SCALARS: dict[str, type] = {
-    "flush_interval": float,
-    "max_queue_size": int,
-    "shutdown_timeout": float,
-    "retry_deadline": float,
-    "retry_initial_backoff": float,
-    "retry_max_backoff": float,
-    "sample_rate": float,
-    "disabled": bool,
-    "capture_exceptions": bool,
-}
-_CALLABLES = ("before_send", "on_drop")
-_FILE_KEYS = sorted([*_SCALARS, *_CALLABLES, "exporters"])
+#: Every option, in declaration order: the ``Config`` fields, which are also ``configure()``'s parameters.
+OPTION_NAMES: tuple[str, ...] = tuple(f.name for f in attrs.fields(Config))
 
 
-# --- reading values --------------------------------------------------------------------------------------
+# --- what each option is, derived from its field ----------------------------------------------------------
 
 
-def _parse_bool(text: str) -> bool:
-    low = text.strip().lower()
-    if low in ("1", "true", "yes", "on"):
-        return True
-    if low in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError(f"expected true/false (1/0, yes/no, on/off), got {text!r}")
+@attrs.frozen
+class OptionSpec:
+    """One option as its ``Config`` field declares it, with the names it has in each source."""
+
+    name: str
+    #: Its environment variable, ``EVLOG_<NAME>``.
+    env_var: str
+    #: Its key in the config file (and in ``[tool.evlog]``).
+    file_key: str
+    #: The resolved annotation of the field.
+    type: Any
+    #: The value used when no source sets the option (for ``exporters``: the names selected by default).
+    default: Any
+    #: The field's ``#:`` doc comment, joined into one paragraph ("" when the source cannot be read).
+    doc: str
+    kind: Kind
+    #: What the validator accepts, e.g. ``seconds > 0`` ("" when any value of the type is fine).
+    accepted: str
 
 
-def _parse_env(text: str, tp: Any) -> Any:
-    """Turn an environment string into a value of the annotated type ``tp``."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        non_none = [a for a in args if a is not type(None)]
-        if text.strip() == "" or text.strip().lower() == "none":
-            return None
-        if len(non_none) == 1:
-            return _parse_env(text, non_none[0])
-        return text
-    if tp is bool:
-        return _parse_bool(text)
-    if tp is int:
-        try:
-            return int(text.strip())
-        except ValueError:
-            raise ValueError(f"expected an integer, got {text!r}") from None
-    if tp is float:
-        try:
-            return float(text.strip())
-        except ValueError:
-            raise ValueError(f"expected a number, got {text!r}") from None
-    if tp is str or origin is typing.Literal:
-        return text
-    if origin in (tuple, list, Sequence, typing.Sequence) or tp in (tuple, list):
-        stripped = text.strip()
-        if stripped.startswith("["):
-            value = json.loads(stripped)
-        else:
-            value = [part.strip() for part in stripped.split(",") if part.strip()]
-        return tuple(value) if origin is tuple else value
-    if origin in (dict, Mapping, typing.Mapping) or tp is dict:
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"expected a JSON object, got {text!r} ({exc})") from None
-        if not isinstance(value, dict):
-            raise ValueError(f"expected a JSON object, got {text!r}")
-        return value
-    return text
+@functools.cache
+def option_specs() -> tuple[OptionSpec, ...]:
+    """Every option of ``Config``, in declaration order, for tools that list them (the CLI, the README)."""
+    hints = typing.get_type_hints(Config, localns={"Event": Event, "Drop": Drop, "Exporter": Exporter})
+    docs = _doc_comments(Config)
+    specs = []
+    for field in attrs.fields(Config):
+        kind = field.metadata.get(_KIND, Kind.VALUE)
+        specs.append(
+            OptionSpec(
+                name=field.name,
+                env_var=env_name(field.name),
+                file_key=field.name,
+                type=hints[field.name],
+                default=DEFAULT_EXPORTERS if kind is Kind.EXPORTERS else field.default,
+                doc=docs.get(field.name, ""),
+                kind=kind,
+                accepted=getattr(field.validator, "accepted", ""),
+            )
+        )
+    return tuple(specs)
 
 
-def _env_name(*parts: str) -> str:
-    return _ENV_PREFIX + "_".join(p.upper() for p in parts)
+def _doc_comments(cls: type) -> dict[str, str]:
+    """Field name -> its ``#:`` comment lines joined (Sphinx's convention, so the docs and the code agree)."""
+    try:
+        lines = inspect.getsource(cls).splitlines()
+    except (OSError, TypeError):  # no source shipped (zipapp, frozen app): the options still work
+        return {}
+    docs: dict[str, str] = {}
+    pending: list[str] = []
+    for line in lines:
+        text = line.strip()
+        if text.startswith("#:"):
+            pending.append(text[2:].strip())
+            continue
+        match = re.match(r"(\w+)\s*:", text)
+        if match and pending:
+            docs[match.group(1)] = " ".join(pending)
+        pending = []
+    return docs
+
+
+# --- the sources -----------------------------------------------------------------------------------------
 
 
 def _read_file(environ: Mapping[str, str]) -> tuple[dict[str, Any], str]:
@@ -199,228 +239,213 @@ def _read_file(environ: Mapping[str, str]) -> tuple[dict[str, Any], str]:
     return {}, ""
 
 
-def _resolve_callable(spec: Any, *, path: str, source: str) -> Callable[..., Any]:
-    if callable(spec):
-        return spec  # type: ignore[no-any-return]
-    if isinstance(spec, str) and ":" in spec:
-        from evlog.exporters._registry import _import_target
+_NOT_GIVEN: Any = object()
 
+
+@attrs.frozen
+class _Offer:
+    """The value that wins for one option, and where it came from."""
+
+    value: Any
+    source: str
+    #: An environment string, still to be parsed into the option's type.
+    from_env: bool
+
+
+@attrs.frozen
+class _Sources:
+    """The environment and the config file, read once per configuration."""
+
+    environ: Mapping[str, str]
+    file: Mapping[str, Any]
+    file_src: str
+
+    def pick(self, arg: Any, env_var: str | None, file_table: Mapping[str, Any], key: str) -> _Offer | None:
+        """The precedence walk, the only one: argument > environment > file; None leaves the default.
+
+        ``arg`` is ``_NOT_GIVEN`` when the caller has no value (``configure()``'s ``None`` becomes that, while
+        an exporter option given as ``None`` is a value); ``env_var`` is None for an option the environment
+        cannot name (an unknown one, which the file or the arguments may still misspell).
+        """
+        if arg is not _NOT_GIVEN:
+            return _Offer(arg, _ARGUMENTS, from_env=False)
+        if env_var is not None and env_var in self.environ:
+            return _Offer(self.environ[env_var], f"environment variable {env_var}", from_env=True)
+        if key in file_table:
+            return _Offer(file_table[key], self.file_src, from_env=False)
+        return None
+
+
+# --- top-level options -----------------------------------------------------------------------------------
+
+
+def _read_option(spec: OptionSpec, offer: _Offer) -> Any:
+    """The typed, checked value of one top-level option (not ``exporters``) from its winning source."""
+    if spec.kind is Kind.CALLABLE:
+        return resolve_callable(offer.value, path=spec.name, source=offer.source)
+    if spec.kind is Kind.CALLABLES:
+        raw = split_list(offer.value) if offer.from_env else offer.value
+        specs = [raw] if callable(raw) or isinstance(raw, str) else list(raw)
+        return tuple(resolve_callable(s, path=f"{spec.name}[{i}]", source=offer.source) for i, s in enumerate(specs))
+    raw = offer.value
+    if offer.from_env:
         try:
-            obj = _import_target(spec)
-        except Exception as exc:  # an import can fail in any way; it must surface as a config error
-            raise ConfigError(f"cannot import {spec!r}: {exc}", path=path, source=source) from None
-        if callable(obj):
-            return obj  # type: ignore[no-any-return]
-    raise ConfigError(f"expected a callable or a 'module:function' string, got {spec!r:.80}", path=path, source=source)
+            raw = parse_env(raw, spec.type)
+        except ValueError as exc:
+            raise ConfigError(str(exc), path=spec.name, source=offer.source) from None
+    value = structure_value(raw, spec.type, path=spec.name, source=offer.source)
+    field = attrs.fields_dict(Config)[spec.name]
+    if field.validator is not None:
+        try:
+            field.validator(None, field, value)  # Config's checks each read one value: no instance needed
+        except ValueError as exc:
+            raise ConfigError(str(exc), path=spec.name, source=offer.source) from None
+    return value
 
 
-# --- exporter options ------------------------------------------------------------------------------------
+# --- exporters -------------------------------------------------------------------------------------------
 
 
-def _option_types(options_cls: type) -> dict[str, Any]:
-    attrs.resolve_types(options_cls)
-    return {f.name: f.type for f in attrs.fields(options_cls)}
+@attrs.frozen
+class _FileExporters:
+    """What the file says about exporters: the names it selects (None: it selects none) and their tables."""
+
+    names: list[str] | None
+    tables: dict[str, dict[str, Any]]
 
 
-def _format_cattrs(exc: BaseException, _type: type | None) -> str:
-    if isinstance(exc, ForbiddenExtraKeysError):
-        return f"unknown keys {sorted(exc.extra_fields)}"
-    return str(exc)
-
-
-def _structure_value(value: Any, tp: Any, *, path: str, source: str) -> Any:
-    try:
-        return converter.structure(value, tp)
-    except ClassValidationError as exc:
-        from cattrs import transform_error
-
-        msgs = transform_error(exc, path=path, format_exception=_format_cattrs)
-        raise ConfigError("; ".join(msgs), path=path, source=source) from None
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(str(exc), path=path, source=source) from None
-    except Exception as exc:  # cattrs raises its own errors for unions, literals...
-        raise ConfigError(f"invalid value {value!r:.80}: {exc}", path=path, source=source) from None
-
-
-def build_exporter_options(
-    exporter_cls: type[Exporter],
-    values: Mapping[str, Any],
-    *,
-    source: str,
-    sources: Mapping[str, str] | None = None,
-) -> Any:
-    """An instance of ``exporter_cls.Options`` from raw values, or ``ConfigError`` naming the bad one."""
-    name = exporter_cls.name or exporter_cls.__name__
-    options_cls = exporter_cls.Options
-    types_ = _option_types(options_cls)
-    prefix = f"exporters.{name}"
-    unknown = sorted(set(values) - set(types_))
-    if unknown:
-        where = (sources or {}).get(unknown[0], source)
+def _file_exporters(raw: Any, file_src: str) -> _FileExporters:
+    if raw is None:
+        return _FileExporters(None, {})
+    if isinstance(raw, list) and all(isinstance(x, str) for x in raw):
+        return _FileExporters(list(raw), {})
+    if not isinstance(raw, Mapping):
         raise ConfigError(
-            f"unknown option {unknown[0]!r} for exporter {name!r}; "
-            f"its options are: {', '.join(sorted(types_)) or '(none)'}",
-            path=f"{prefix}.{unknown[0]}",
-            source=where,
+            "expected a list of exporter names or [exporters.<name>] tables", path="exporters", source=file_src
         )
-    kwargs: dict[str, Any] = {}
-    for key, raw in values.items():
-        where = (sources or {}).get(key, source)
-        kwargs[key] = _structure_value(raw, types_[key], path=f"{prefix}.{key}", source=where)
-    try:
-        return options_cls(**kwargs)
-    except TypeError as exc:
-        missing = [f.name for f in attrs.fields(options_cls) if f.default is attrs.NOTHING and f.name not in kwargs]
-        if missing:
-            env = _env_name(name, missing[0])
+    tables: dict[str, dict[str, Any]] = {}
+    for key, table in raw.items():
+        if not isinstance(table, Mapping):
             raise ConfigError(
-                f"exporter {name!r} needs option {missing[0]!r} (set it in configure(), "
-                f"as {env}, or under [exporters.{name}] in the config file)",
-                path=f"{prefix}.{missing[0]}",
-                source=source,
-            ) from None
-        raise ConfigError(str(exc), path=prefix, source=source) from None
-    except ValueError as exc:
-        bad = _failing_field(options_cls, kwargs)
-        if bad is None:
-            raise ConfigError(str(exc), path=prefix, source=source) from None
-        raise ConfigError(str(exc), path=f"{prefix}.{bad}", source=(sources or {}).get(bad, source)) from None
+                'expected a table of options, e.g. [exporters.jsonl] with path = "events.jsonl"',
+                path=f"exporters.{key}",
+                source=file_src,
+            )
+        tables[key] = dict(table)
+    # A misspelt table must not be ignored just because the environment or configure() chose the exporters:
+    # its name is checked here (its options are checked when the exporter is selected).
+    known = available_exporters()
+    for key in tables:
+        if key not in known:
+            raise ConfigError(
+                f"unknown exporter {key!r}; available exporters: {', '.join(known)}",
+                path=f"exporters.{key}",
+                source=file_src,
+            )
+    return _FileExporters(list(tables), tables)
 
 
-def _failing_field(options_cls: type, kwargs: Mapping[str, Any]) -> str | None:
-    """The option whose own validator refuses its value, so the error names it (None: a cross-field check)."""
-    for field in attrs.fields(options_cls):
-        if field.validator is not None and field.name in kwargs and _refuses(field, kwargs[field.name]):
-            return str(field.name)
-    return None
+@attrs.frozen
+class _Selection:
+    """The exporters chosen (names, classes or instances), options given with them, and who chose them."""
+
+    items: list[Any]
+    arg_options: dict[str, dict[str, Any]]
+    source: str
 
 
-def _refuses(field: attrs.Attribute[Any], value: Any) -> bool:
-    assert field.validator is not None
+def _select_exporters(offer: _Offer | None) -> _Selection:
+    if offer is None:
+        return _Selection(list(DEFAULT_EXPORTERS), {}, DEFAULTS)
+    if offer.from_env:
+        return _Selection(split_list(offer.value), {}, offer.source)
+    if offer.source != _ARGUMENTS:  # the file's names, already checked
+        return _Selection(list(offer.value), {}, offer.source)
+    arg = offer.value
+    if isinstance(arg, str):
+        raise ConfigError(
+            f"expected a list of exporter names or instances, got the string {arg!r} (write exporters=[{arg!r}])",
+            path="exporters",
+            source=_ARGUMENTS,
+        )
+    if isinstance(arg, Mapping):
+        arg_options: dict[str, dict[str, Any]] = {}
+        for key, opts in arg.items():
+            if opts is not None and not isinstance(opts, Mapping):
+                raise ConfigError(
+                    f"expected a mapping of options, got {type(opts).__name__}",
+                    path=f"exporters.{key}",
+                    source=_ARGUMENTS,
+                )
+            arg_options[key] = dict(opts or {})
+        return _Selection(list(arg), arg_options, _ARGUMENTS)
     try:
-        field.validator(None, field, value)
-    except ValueError:
-        return True
-    except Exception:  # a validator that needs the instance: it cannot be checked alone
-        return False
-    return False
+        items = list(arg)
+    except TypeError:
+        raise ConfigError(
+            f"expected a list of exporter names or instances, got {type(arg).__name__}",
+            path="exporters",
+            source=_ARGUMENTS,
+        ) from None
+    return _Selection(items, {}, _ARGUMENTS)
 
 
-def _exporter_env(name: str, types_: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    prefix = _env_name(name) + "_"
-    known = {_env_name(name, opt): opt for opt in types_}
-    for var, text in environ.items():
-        if not var.startswith(prefix):
-            continue
-        opt = known.get(var)
-        if opt is None:
+def _check_exporter_env(name: str, known: Mapping[str, Any], environ: Mapping[str, str]) -> None:
+    """A misspelt ``EVLOG_<EXPORTER>_*`` variable of a selected exporter is an error, not silently unused."""
+    prefix = env_name(name) + "_"
+    variables = {env_name(name, opt) for opt in known}
+    for var in environ:
+        if var.startswith(prefix) and var not in variables:
             raise ConfigError(
                 f"unknown environment variable {var} for exporter {name!r}; "
-                f"its variables are: {', '.join(sorted(known)) or '(none)'}",
+                f"its variables are: {', '.join(sorted(variables)) or '(none)'}",
                 path=f"exporters.{name}",
                 source="environment",
             )
-        try:
-            found[opt] = _parse_env(text, types_[opt])
-        except ValueError as exc:
-            raise ConfigError(str(exc), path=f"exporters.{name}.{opt}", source=f"environment variable {var}") from None
-    return found
 
 
-# --- the whole configuration -----------------------------------------------------------------------------
-
-
-def _exporter_selection(
-    arg: Any, environ: Mapping[str, str], file_data: Mapping[str, Any], file_src: str
-) -> tuple[list[Any], dict[str, dict[str, Any]], dict[str, dict[str, Any]], str]:
-    """(names or instances, options from args, options from file, source of the selection)."""
-    file_opts: dict[str, dict[str, Any]] = {}
-    file_names: list[str] | None = None
-    raw_file = file_data.get("exporters")
-    if isinstance(raw_file, Mapping):
-        for key, table in raw_file.items():
-            if not isinstance(table, Mapping):
-                raise ConfigError(
-                    'expected a table of options, e.g. [exporters.jsonl] with path = "events.jsonl"',
-                    path=f"exporters.{key}",
-                    source=file_src,
-                )
-            file_opts[key] = dict(table)
-        file_names = list(raw_file)
-        # A misspelt table must not be ignored just because the environment or configure() chose the
-        # exporters: its name is checked here (its options are checked when the exporter is selected).
-        from evlog.exporters._registry import available_exporters
-
-        known = available_exporters()
-        for key in file_names:
-            if key not in known:
-                raise ConfigError(
-                    f"unknown exporter {key!r}; available exporters: {', '.join(known)}",
-                    path=f"exporters.{key}",
-                    source=file_src,
-                )
-    elif isinstance(raw_file, list) and all(isinstance(x, str) for x in raw_file):
-        file_names = list(raw_file)
-    elif raw_file is not None:
-        raise ConfigError(
-            "expected a list of exporter names or [exporters.<name>] tables",
-            path="exporters",
-            source=file_src,
+def _build_exporter(
+    name: str, index: int, selection: _Selection, file_tables: Mapping[str, Mapping[str, Any]], sources: _Sources
+) -> tuple[Exporter, dict[str, str]]:
+    """One exporter built from its options, each picked by the precedence walk; and where each came from."""
+    cls = load_exporter_class(name, path=f"exporters[{index}]", source=selection.source)
+    types_ = option_types(cls.Options)
+    _check_exporter_env(name, types_, sources.environ)
+    arg_table = selection.arg_options.get(name, {})
+    file_table = file_tables.get(name, {})
+    values: dict[str, Any] = {}
+    value_sources: dict[str, str] = {}
+    where: dict[str, str] = {}
+    # Known options first, then whatever the arguments or the file add (unknown: refused by the builder).
+    for key in dict.fromkeys([*types_, *arg_table, *file_table]):
+        offer = sources.pick(
+            arg_table.get(key, _NOT_GIVEN), env_name(name, key) if key in types_ else None, file_table, key
         )
-
-    if arg is not None:
-        if isinstance(arg, str):
-            raise ConfigError(
-                f"expected a list of exporter names or instances, got the string {arg!r} (write exporters=[{arg!r}])",
-                path="exporters",
-                source="configure()",
-            )
-        if isinstance(arg, Mapping):
-            arg_opts: dict[str, dict[str, Any]] = {}
-            for key, opts in arg.items():
-                if opts is not None and not isinstance(opts, Mapping):
-                    raise ConfigError(
-                        f"expected a mapping of options, got {type(opts).__name__}",
-                        path=f"exporters.{key}",
-                        source="configure()",
-                    )
-                arg_opts[key] = dict(opts or {})
-            return list(arg), arg_opts, file_opts, "configure()"
-        try:
-            items = list(arg)
-        except TypeError:
-            raise ConfigError(
-                f"expected a list of exporter names or instances, got {type(arg).__name__}",
-                path="exporters",
-                source="configure()",
-            ) from None
-        return items, {}, file_opts, "configure()"
-    env = environ.get("EVLOG_EXPORTERS")
-    if env is not None:
-        names = [part.strip() for part in env.split(",") if part.strip()]
-        return names, {}, file_opts, "environment variable EVLOG_EXPORTERS"
-    if file_names is not None:
-        return file_names, {}, file_opts, file_src
-    return list(DEFAULT_EXPORTERS), {}, file_opts, "defaults"
+        if offer is None:
+            where[f"exporters.{name}.{key}"] = DEFAULTS
+            continue
+        raw = offer.value
+        if offer.from_env:
+            try:
+                raw = parse_env(raw, types_[key])
+            except ValueError as exc:
+                raise ConfigError(str(exc), path=f"exporters.{name}.{key}", source=offer.source) from None
+        values[key], value_sources[key] = raw, offer.source
+        where[f"exporters.{name}.{key}"] = offer.source
+    options = build_exporter_options(cls, values, source=selection.source, sources=value_sources)
+    return cls(options), where
 
 
 def _build_exporters(
-    selection: list[Any],
-    arg_opts: Mapping[str, Mapping[str, Any]],
-    file_opts: Mapping[str, Mapping[str, Any]],
-    environ: Mapping[str, str],
-    sel_source: str,
-    file_src: str,
-) -> tuple[Exporter, ...]:
-    from evlog.exporters._base import Exporter
-    from evlog.exporters._registry import load_exporter_class
-
+    selection: _Selection, file_tables: Mapping[str, Mapping[str, Any]], sources: _Sources
+) -> tuple[tuple[Exporter, ...], dict[str, str]]:
     built: list[Exporter] = []
+    where: dict[str, str] = {}
     seen: set[str] = set()
-    for index, item in enumerate(selection):
+    for index, item in enumerate(selection.items):
         if isinstance(item, Exporter):
             built.append(item)
+            where[f"exporters.{item.name}"] = f"an Exporter instance given to {_ARGUMENTS}"
             continue
         if isinstance(item, type) and issubclass(item, Exporter):
             item = item.name
@@ -428,90 +453,79 @@ def _build_exporters(
             raise ConfigError(
                 f"expected an exporter name or an Exporter instance, got {item!r:.80}",
                 path=f"exporters[{index}]",
-                source=sel_source,
+                source=selection.source,
             )
         if item in seen:
-            raise ConfigError(f"exporter {item!r} is listed twice", path="exporters", source=sel_source)
+            raise ConfigError(f"exporter {item!r} is listed twice", path="exporters", source=selection.source)
         seen.add(item)
-        cls = load_exporter_class(item, path=f"exporters[{index}]", source=sel_source)
-        types_ = _option_types(cls.Options)
-        values: dict[str, Any] = {}
-        sources: dict[str, str] = {}
-        for key, value in file_opts.get(item, {}).items():
-            values[key], sources[key] = value, file_src
-        for key, value in _exporter_env(item, types_, environ).items():
-            values[key], sources[key] = value, f"environment variable {_env_name(item, key)}"
-        for key, value in arg_opts.get(item, {}).items():
-            values[key], sources[key] = value, "configure()"
-        options = build_exporter_options(cls, values, source=sel_source, sources=sources)
-        built.append(cls(options))
-    return tuple(built)
+        exporter, exporter_where = _build_exporter(item, index, selection, file_tables, sources)
+        built.append(exporter)
+        where.update(exporter_where)
+    return tuple(built), where
 
 
-def load_config(args: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Config:
-    """Resolve a ``Config`` from ``configure()`` arguments (``None`` meaning "not given"), env and file."""
+# --- the whole configuration -----------------------------------------------------------------------------
+
+
+def resolve_config(args: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> tuple[Config, dict[str, str]]:
+    """The ``Config``, and where each value came from: option path -> source description.
+
+    ``args`` maps option names (``OPTION_NAMES``) to ``configure()``'s arguments, ``None`` meaning "not given".
+    Paths are option names and ``exporters.<name>.<option>``; sources are ``configure()``,
+    ``environment variable EVLOG_...``, the config file's description, or ``defaults``, as in ``ConfigError``.
+    """
     environ = os.environ if environ is None else environ
+    stray = sorted(set(args) - set(OPTION_NAMES))
+    if stray:
+        raise ConfigError(
+            f"unknown option; the options are: {', '.join(OPTION_NAMES)}", path=stray[0], source=_ARGUMENTS
+        )
     file_data, file_src = _read_file(environ)
-    unknown = sorted(set(file_data) - set(_FILE_KEYS))
+    file_keys = sorted(spec.file_key for spec in option_specs())
+    unknown = sorted(set(file_data) - set(file_keys))
     if unknown:
         raise ConfigError(
-            f"unknown key {unknown[0]!r}; valid keys are: {', '.join(_FILE_KEYS)}",
-            path=unknown[0],
-            source=file_src,
+            f"unknown key {unknown[0]!r}; valid keys are: {', '.join(file_keys)}", path=unknown[0], source=file_src
         )
+    sources = _Sources(environ, file_data, file_src)
     values: dict[str, Any] = {}
-    for key, tp in _SCALARS.items():
-        var = _env_name(key)
-        if args.get(key) is not None:
-            raw, source = args[key], "configure()"
-        elif var in environ:
-            source = f"environment variable {var}"
-            try:
-                raw = _parse_env(environ[var], tp)
-            except ValueError as exc:
-                raise ConfigError(str(exc), path=key, source=source) from None
-        elif key in file_data:
-            raw, source = file_data[key], file_src
-        else:
+    where: dict[str, str] = {}
+    for spec in option_specs():
+        if spec.kind is Kind.EXPORTERS:
+            continue  # last: exporters are built (files opened...) once every other option is known to be valid
+        offer = sources.pick(_given(args, spec.name), spec.env_var, file_data, spec.file_key)
+        if offer is None:
+            where[spec.name] = DEFAULTS
             continue
-        value = _structure_value(raw, tp, path=key, source=source)
-        field = attrs.fields_dict(Config)[key]
-        try:
-            if field.validator is not None:
-                field.validator(None, field, value)
-        except ValueError as exc:
-            raise ConfigError(str(exc), path=key, source=source) from None
-        values[key] = value
+        values[spec.name] = _read_option(spec, offer)
+        where[spec.name] = offer.source
+    values["exporters"], exporter_where = _resolve_exporters(_given(args, "exporters"), sources)
+    where.update(exporter_where)
+    return Config(**values), where
 
-    for key in _CALLABLES:
-        var = _env_name(key)
-        if args.get(key) is not None:
-            raw, source = args[key], "configure()"
-        elif var in environ:
-            raw, source = environ[var], f"environment variable {var}"
-            if key == "before_send":
-                raw = [part.strip() for part in raw.split(",") if part.strip()]
-        elif key in file_data:
-            raw, source = file_data[key], file_src
-        else:
-            continue
-        if key == "on_drop":
-            values[key] = _resolve_callable(raw, path=key, source=source)
-        else:
-            specs = [raw] if callable(raw) or isinstance(raw, str) else list(raw)
-            values[key] = tuple(
-                _resolve_callable(spec, path=f"{key}[{i}]", source=source) for i, spec in enumerate(specs)
-            )
 
-    selection, arg_opts, file_opts, sel_source = _exporter_selection(
-        args.get("exporters"), environ, file_data, file_src
-    )
-    if not selection:
+def _given(args: Mapping[str, Any], name: str) -> Any:
+    # configure()'s None means "leave it to the other sources" (structlog's convention), not the value None.
+    value = args.get(name)
+    return _NOT_GIVEN if value is None else value
+
+
+def _resolve_exporters(arg: Any, sources: _Sources) -> tuple[tuple[Exporter, ...], dict[str, str]]:
+    """The exporters, chosen by the same walk as any option; the file's tables apply whoever chose them."""
+    file_exporters = _file_exporters(sources.file.get("exporters"), sources.file_src)
+    chosen = {} if file_exporters.names is None else {"exporters": file_exporters.names}
+    selection = _select_exporters(sources.pick(arg, env_name("exporters"), chosen, "exporters"))
+    if not selection.items:
         raise ConfigError(
             "no exporter selected: events would go nowhere without a word; name at least one "
             "(e.g. 'console'), or set disabled=true (EVLOG_DISABLED=1) to turn evlog off",
             path="exporters",
-            source=sel_source,
+            source=selection.source,
         )
-    values["exporters"] = _build_exporters(selection, arg_opts, file_opts, environ, sel_source, file_src)
-    return Config(**values)
+    exporters, where = _build_exporters(selection, file_exporters.tables, sources)
+    return exporters, {"exporters": selection.source, **where}
+
+
+def load_config(args: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Config:
+    """Resolve a ``Config`` from ``configure()`` arguments (``None`` meaning "not given"), env and file."""
+    return resolve_config(args, environ)[0]

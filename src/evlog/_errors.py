@@ -24,12 +24,14 @@ class ConfigError(EvlogError, ValueError):
     """The configuration (arguments, environment or file) has an unknown key or a bad value.
 
     ``path`` says where the bad value is, e.g. ``exporters.statsig.max_batch_size``; ``source`` says which
-    source it came from (``configure()``, ``environment``, or a file path).
+    source it came from (``configure()``, ``environment``, or a file path). ``reason`` is the message without
+    that ``path (from source): `` prefix, so the error can be restated under a more exact path or source.
     """
 
     def __init__(self, message: str, *, path: str = "", source: str = "") -> None:
         self.path = path
         self.source = source
+        self.reason = message
         where = ""
         if path:
             where = f"{path}"

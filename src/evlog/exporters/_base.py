@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import attrs
 
 from evlog._event import Event
+from evlog._options import build_exporter_options
 
 __all__ = ["Batch", "ExportResult", "ExportStatus", "Exporter", "NoOptions"]
 
@@ -153,8 +154,6 @@ class Exporter:
     options: Any
 
     def __init__(self, options: Any = None, /, **kwargs: Any) -> None:
-        from evlog._config import build_exporter_options
-
         if options is None:
             options = build_exporter_options(type(self), kwargs, source="constructor arguments")
         elif kwargs:

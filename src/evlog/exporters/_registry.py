@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
 from evlog._errors import ConfigError, ExporterError
+from evlog._options import import_target as _import_target
 
 if TYPE_CHECKING:
     from evlog.exporters._base import Exporter
@@ -37,15 +37,6 @@ def _entry_point_targets() -> dict[str, str]:
 def available_exporters() -> list[str]:
     """Every exporter name that ``configure(exporters=[...])`` accepts, sorted."""
     return sorted(set(_BUILTIN) | set(_entry_point_targets()))
-
-
-def _import_target(target: str) -> object:
-    module_name, _, attr = target.partition(":")
-    module = importlib.import_module(module_name)
-    obj: object = module
-    for part in attr.split(".") if attr else ():
-        obj = getattr(obj, part)
-    return obj
 
 
 def load_exporter_class(name: str, *, path: str = "exporters", source: str = "") -> type[Exporter]:
