@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import threading
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -250,26 +249,48 @@ class _Where:
         return ", ".join(found) or self.default_source
 
 
-# attrs' switch for validators is process-wide; it is only flipped on the error path, and under this lock so
-# that two failing configurations cannot turn it back on under each other's feet.
-_VALIDATORS_SWITCH = threading.Lock()
+def _unvalidated(options_cls: type[Any], kwargs: Mapping[str, Any]) -> tuple[Any, Exception | None]:
+    """An instance with every field set (defaults and converters applied) but no validator run, and the error
+    ``__attrs_post_init__`` raised on it, if any.
+
+    Built by hand rather than with attrs' validator switch, which is process-wide: turning it off here would
+    let other threads build unchecked objects (an ``evlog.User``) meanwhile.
+    """
+    inst = object.__new__(options_cls)
+    for field in attrs.fields(options_cls):
+        if field.name in kwargs:
+            value = kwargs[field.name]
+        elif isinstance(field.default, attrs.Factory):  # type: ignore[arg-type]
+            factory = field.default.factory
+            value = factory(inst) if field.default.takes_self else factory()
+        elif field.default is not attrs.NOTHING:
+            value = field.default
+        else:
+            continue
+        if field.converter is not None and callable(field.converter):
+            value = field.converter(value)
+        object.__setattr__(inst, field.name, value)
+    post_init = getattr(options_cls, "__attrs_post_init__", None)
+    if post_init is not None:
+        try:
+            post_init(inst)
+        except (TypeError, ValueError, AttributeError) as exc:
+            return inst, exc
+    return inst, None
 
 
 def _locate(options_cls: type[Any], kwargs: Mapping[str, Any], first: Exception, where: _Where) -> ConfigError:
     """The ``ConfigError`` for a refused ``options_cls(**kwargs)``, naming the option at fault and its source.
 
     A validator may read other fields (statsig's endpoint check reads ``allow_insecure_http``), so each one is
-    re-run against the real instance, built once with validators off. Field validators go first, as attrs runs
+    re-run against the real instance, built once without them. Field validators go first, as attrs runs
     them before ``__attrs_post_init__``; an error left to the latter is a cross-field one and names the whole
     options table with the sources of all given values.
     """
-    inst = object.__new__(options_cls)
-    late: Exception | None = None
-    with _VALIDATORS_SWITCH, attrs.validators.disabled():
-        try:
-            options_cls.__init__(inst, **kwargs)
-        except (TypeError, ValueError) as exc:  # __attrs_post_init__, or a converter
-            late = exc
+    try:
+        inst, late = _unvalidated(options_cls, kwargs)
+    except (TypeError, ValueError) as exc:  # a converter refused its value
+        inst, late = object.__new__(options_cls), exc
     for field in attrs.fields(options_cls):
         if field.validator is None or not hasattr(inst, field.name):
             continue
