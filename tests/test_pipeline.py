@@ -40,8 +40,9 @@ def test_every_event_from_eight_threads_is_delivered_exactly_once() -> None:
 
 
 def test_under_pressure_every_event_is_delivered_or_counted() -> None:
+    """Without backpressure (intake_wait=0) a small intake overflows; every loss is counted."""
     memory = MemoryExporter()
-    evlog.configure(exporters=[memory], flush_interval=0.05, max_queue_size=500)
+    evlog.configure(exporters=[memory], flush_interval=0.05, max_queue_size=500, intake_wait=0)
 
     def worker() -> None:
         for i in range(3_000):
@@ -52,7 +53,7 @@ def test_under_pressure_every_event_is_delivered_or_counted() -> None:
         t.start()
     for t in threads:
         t.join()
-    assert evlog.flush(10)
+    evlog.flush(10)
     stats = evlog.stats()["memory"]
     assert stats.dropped.get("queue_full", 0) > 0
     assert len(memory.events) + stats.dropped_total == 12_000

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 from typing import Any
 
-from evlog import _build, _excepthook, _intake
+from evlog import _build, _excepthook, _intake, _signals
 from evlog._accounting import Stats
 from evlog._client import Client
 from evlog._config import Config, load_config
 from evlog._errors import ConfigError, ExporterError
 from evlog._guard import guarded, internal_logger
+from evlog._options import parse_bool
 
 __all__ = ["configure", "current_client", "flush", "shutdown", "stats"]
 
@@ -36,9 +38,14 @@ def configure(
     retry_deadline: float | None = None,
     retry_initial_backoff: float | None = None,
     retry_max_backoff: float | None = None,
+    intake_wait: float | None = None,
     sample_rate: float | None = None,
     disabled: bool | None = None,
     capture_exceptions: bool | None = None,
+    handle_signals: bool | None = None,
+    spool_dir: str | None = None,
+    spool_max_bytes: int | None = None,
+    spool_max_age: float | None = None,
     before_send: Any = None,
     on_drop: Any = None,
 ) -> Config:
@@ -58,6 +65,7 @@ def configure(
     if isinstance(previous, Client):
         previous.shutdown(previous.config.shutdown_timeout)
     _apply_exception_capture(config.capture_exceptions)
+    _apply_signal_handling(config.handle_signals)
     return config
 
 
@@ -104,6 +112,23 @@ def _apply_exception_capture(enabled: bool) -> None:
         _hooks_from_config = False
 
 
+_signals_from_config = False
+
+
+def _signal_timeout() -> float:
+    client = current_client()
+    return client.config.shutdown_timeout if client is not None else 0.0
+
+
+def _apply_signal_handling(enabled: bool) -> None:
+    global _signals_from_config
+    if enabled:
+        _signals_from_config = _signals.install(_signal_timeout)
+    elif _signals_from_config:
+        _signals.uninstall()
+        _signals_from_config = False
+
+
 def flush(timeout: float = 5.0) -> bool:
     """Hand off everything queued so far. True when done within ``timeout`` seconds, False otherwise."""
     client = current_client()
@@ -141,6 +166,7 @@ def reset(timeout: float) -> None:
     _intake.install(None)
     _excepthook.uninstall()
     _hooks_from_config = False
+    _apply_signal_handling(False)
 
 
 def _after_fork_in_child() -> None:
@@ -149,6 +175,46 @@ def _after_fork_in_child() -> None:
     if client is not None:
         client.reset_after_fork()
         _intake.install(client)
+        _deliver_at_multiprocessing_exit()
+
+
+class _ChildExit:
+    """Anchor for multiprocessing's after-fork registry (it holds its entries by weak reference)."""
+
+
+_child_exit = _ChildExit()
+
+
+def _deliver_at_multiprocessing_exit() -> None:
+    """A multiprocessing child ends through ``os._exit``, which skips ``atexit``: hook its own exit instead.
+
+    Its bootstrap clears the finalizers it inherited and then runs the after-fork callbacks, so the finalizer is
+    registered from one of those; ``_exit_function`` runs it when the child's work is done (``Process.run`` or a
+    ``Pool`` worker returned). Only when multiprocessing is already loaded: evlog never imports it.
+    """
+    util = sys.modules.get("multiprocessing.util")
+    if util is None:
+        return
+    with guarded():
+        try:
+            util.register_after_fork(_child_exit, _in_multiprocessing_child)
+        except Exception:
+            internal_logger.debug("evlog: could not hook the multiprocessing child's exit", exc_info=True)
+
+
+def _in_multiprocessing_child(_anchor: object) -> None:
+    """Runs in a multiprocessing child once its bootstrap is done with what it inherited.
+
+    ``_exit_function`` runs the finalizer when the child's work is done. A ``Pool`` leaving a ``with`` block
+    terminates its workers with SIGTERM, whose default action would lose what they queued, so a child whose
+    SIGTERM still has the default action delivers first (within ``shutdown_timeout``) and then dies of it.
+    """
+    util = sys.modules["multiprocessing.util"]
+    util.Finalize(None, _at_exit, exitpriority=100)
+    import signal
+
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        _signals.install(_signal_timeout, signums=(signal.SIGTERM,))
 
 
 def _at_exit() -> None:
@@ -157,7 +223,24 @@ def _at_exit() -> None:
         client.shutdown(client.exit_timeout())
 
 
+def _hooks_from_environment() -> None:
+    """``EVLOG_CAPTURE_EXCEPTIONS=1``: hooks from ``import evlog`` on, so a crash before the first event counts.
+
+    Only that variable is read here (configuration proper waits for the first event or ``configure()``); a
+    value that is not a boolean is left for ``configure()`` to report.
+    """
+    global _hooks_from_config
+    try:
+        wanted = parse_bool(os.environ.get("EVLOG_CAPTURE_EXCEPTIONS", ""))
+    except ValueError:
+        return
+    if wanted:
+        _excepthook.install()
+        _hooks_from_config = True
+
+
 _intake.set_autoconfigure(_autoconfigure)
+_hooks_from_environment()
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 atexit.register(_at_exit)

@@ -52,6 +52,7 @@ class Client:
             interval=config.flush_interval,
             before_send=config.before_send,
             reporter=self.reporter,
+            intake_wait=config.intake_wait,
         )
         self._sample = config.sample_rate
         self._trace = any(type(e).captures_trace_context for e in config.exporters)

@@ -108,14 +108,33 @@ class Config:
     retry_deadline: float = attrs.field(default=60.0, validator=_Check(lambda v: v >= 0, "seconds >= 0"))
     #: First retry delay in seconds; it doubles each attempt (with full jitter) up to ``retry_max_backoff``.
     retry_initial_backoff: float = attrs.field(default=0.5, validator=_Check(lambda v: v > 0, "seconds > 0"))
-    #: Longest delay between two retries, in seconds (a server's ``Retry-After`` may ask for longer).
-    retry_max_backoff: float = attrs.field(default=30.0, validator=_Check(lambda v: v > 0, "seconds > 0"))
+    #: Longest delay between two retries, in seconds (a server's ``Retry-After`` may ask for longer). Short by
+    #: default so delivery resumes within about this long once a backend recovers; full jitter spreads the
+    #: retries of many processes so they do not arrive together.
+    retry_max_backoff: float = attrs.field(default=2.0, validator=_Check(lambda v: v > 0, "seconds > 0"))
+    #: Seconds ``log_event`` may wait for room when the app logs faster than events can be built (the intake
+    #: queue is full); 0 drops at once instead. After one wait runs out, calls drop at once (counted) until the
+    #: queue has drained, so a stuck processor cannot slow every call. A slow backend never makes it wait.
+    intake_wait: float = attrs.field(default=0.1, validator=_Check(lambda v: v >= 0, "seconds >= 0"))
     #: Fraction of events kept, from 0.0 to 1.0; the rest are counted as ``sampled_out``.
     sample_rate: float = attrs.field(default=1.0, validator=_Check(lambda v: 0 <= v <= 1, "0.0 to 1.0"))
     #: Turn the library off: ``log_event`` validates its arguments and does nothing else.
     disabled: bool = False
-    #: Record uncaught exceptions (main thread, other threads) as events.
+    #: Record uncaught exceptions (main thread, other threads) as events. ``EVLOG_CAPTURE_EXCEPTIONS=1`` also
+    #: installs the hooks at ``import evlog``, so a crash before the first event is recorded too.
     capture_exceptions: bool = False
+    #: Install SIGTERM and SIGINT handlers that deliver what is queued (within ``shutdown_timeout``), then hand
+    #: the signal to the handler that was there before, so the exit status stays what it would have been.
+    handle_signals: bool = False
+    #: Directory of the durable spool (off when unset): events are written to disk within ``spool_interval``
+    #: of being logged, survive a crash or kill -9, and are delivered by the next process that starts.
+    spool_dir: str | None = attrs.field(
+        default=None, validator=_Check(lambda v: v is None or bool(v.strip()), "a directory path")
+    )
+    #: The spool's size limit in bytes; past it the oldest events are dropped and counted (``spool_full``).
+    spool_max_bytes: int = attrs.field(default=256 * 1024 * 1024, validator=_Check(lambda v: v > 0, "bytes > 0"))
+    #: Seconds an event may wait in the spool; older ones are dropped and counted (``spool_expired``).
+    spool_max_age: float = attrs.field(default=7 * 24 * 3600.0, validator=_Check(lambda v: v > 0, "seconds > 0"))
     #: Processors run on the background thread, in order, before any exporter: ``(event) -> event | None``.
     #: ``None`` drops the event (counted as ``before_send``); a processor that raises drops it too (counted
     #: as ``processor_error``) so a failing scrubber can never leak what it was meant to remove.

@@ -30,6 +30,8 @@ from evlog.exporters._base import Batch, Exporter, ExportResult, ExportStatus
 
 __all__ = ["FlushMarker", "Pipeline", "State", "Tally"]
 
+#: How long the router waits for room in the buffer of an exporter with ``backpressure`` before dropping.
+_ROOM_WAIT_SECONDS = 1.0
 #: Request deadline of a batch when ``retry_deadline`` is 0 (no retries): the exporter still needs a bound.
 _NO_RETRY_REQUEST_SECONDS = 30.0
 
@@ -94,6 +96,7 @@ class Pipeline:
         self.exporter = exporter
         self.name = exporter.name or type(exporter).__name__
         self.max_batch = max(1, exporter.max_batch_size)
+        self.backpressure = type(exporter).backpressure
         self.cap = max_queue_size
         self.policy = policy
         self.reporter = reporter
@@ -103,6 +106,8 @@ class Pipeline:
         self._buf: deque[Event | FlushMarker] = deque()
         self._wake = threading.Event()
         self._lock = threading.Lock()
+        self._room = threading.Condition(threading.Lock())
+        self._room_wanted = False
         self._state = State.RUNNING
         self._flush_due = False
         self._markers = 0
@@ -134,7 +139,7 @@ class Pipeline:
         """Queue ``event``; False when the buffer is full (the caller counts the drop)."""
         buf = self._buf
         self.offered += 1
-        if len(buf) >= self.cap:
+        if len(buf) >= self.cap and not (self.backpressure and self._wait_for_room()):
             self.router_lost += 1
             return False
         buf.append(event)
@@ -144,7 +149,22 @@ class Pipeline:
 
     @property
     def is_full(self) -> bool:
-        return len(self._buf) >= self.cap
+        return len(self._buf) >= self.cap and not self.backpressure
+
+    def _wait_for_room(self) -> bool:
+        """For an exporter that writes locally: its speed is the process's own, so the router waits for it
+        (and, once the intake fills, the app's ``log_event`` waits briefly) rather than dropping events."""
+        deadline = time.monotonic() + _ROOM_WAIT_SECONDS
+        with self._room:
+            self._room_wanted = True
+            while len(self._buf) >= self.cap:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._state is not State.RUNNING:
+                    return False
+                self._flush_due = True
+                self._wake.set()
+                self._room.wait(left)
+        return True
 
     def tick(self) -> None:
         """The flush interval elapsed: send what is buffered even if it is not a full batch."""
@@ -232,6 +252,10 @@ class Pipeline:
                 start = time.monotonic()
                 batch = Batch(tuple(events), deadline=self._request_deadline(start, start))
                 self._in_flight = batch
+            if self._room_wanted:
+                with self._room:
+                    self._room_wanted = False
+                    self._room.notify_all()
             self._deliver(batch, start)
 
     def _request_deadline(self, first_attempt: float, now: float) -> float:

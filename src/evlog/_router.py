@@ -17,7 +17,7 @@ from typing import Any
 from evlog._accounting import DropReason, Reporter
 from evlog._build import Raw, materialize
 from evlog._event import Event
-from evlog._guard import guarded
+from evlog._guard import guarded, in_evlog
 from evlog._pipeline import FlushMarker, Pipeline
 from evlog.typing import Processor
 
@@ -48,9 +48,11 @@ class Router:
         interval: float,
         before_send: Sequence[Processor],
         reporter: Reporter,
+        intake_wait: float = 0.0,
     ) -> None:
         self.pipelines = list(pipelines)
         self.capacity = capacity
+        self.intake_wait = intake_wait
         self.wake_at = max(1, int(capacity * WAKE_FRACTION))
         self.interval = interval
         self.before_send = tuple(before_send)
@@ -65,6 +67,13 @@ class Router:
         self._stopping = False
         self._intake_full = 0
         self._intake_full_reported = 0
+        #: Notified after each routing pass: app threads waiting for room in the intake wake up.
+        self._room = threading.Condition(self._lock)
+        #: Set when a wait for room ran out: calls drop at once until the router has emptied the intake.
+        self._overloaded = False
+        self._waiting = 0
+        #: Bumped each time the router has taken events from the intake while threads were waiting.
+        self._progress = 0
 
     @property
     def started(self) -> bool:
@@ -81,9 +90,9 @@ class Router:
     # --- app threads ---------------------------------------------------------------------------------------
 
     def offer(self, raw: Raw | FlushRequest) -> None:
-        """Queue ``raw``, or count it as lost when the intake is full (reported later by the router)."""
+        """Queue ``raw``. When the intake is full, wait for room (at most ``intake_wait``), or count the loss."""
         queue = self.intake
-        if type(raw) is tuple and len(queue) >= self.capacity:
+        if type(raw) is tuple and len(queue) >= self.capacity and not self._wait_for_room():
             with self._lock:  # counted here, reported by the router: the app thread only pays for a lock
                 self._intake_full += 1
             if not self.wake_event.is_set():
@@ -92,6 +101,40 @@ class Router:
         queue.append(raw)
         if len(queue) >= self.wake_at and not self.wake_event.is_set():
             self.wake_event.set()
+
+    def _wait_for_room(self) -> bool:
+        """Backpressure: the app logs faster than events can be built, so slow it down rather than lose events.
+
+        Bounded per call; once a wait runs out (a processor is stuck, say) every call drops at once until the
+        intake has drained, so the app is never slowed down for long. evlog's own threads never wait here.
+        """
+        if self.intake_wait <= 0 or self._overloaded or self._thread is None or in_evlog():
+            return False
+        if threading.current_thread().name.startswith("evlog-"):
+            return False
+        deadline = time.monotonic() + self.intake_wait
+        self.wake_event.set()
+        with self._room:
+            self._waiting += 1
+            seen = self._progress
+            try:
+                # Room taken by a fast-path call the moment it appeared would starve a waiter: once the
+                # router has made progress, the waiter gets in even if that overfills the queue by one
+                # event per waiting thread (still bounded).
+                while len(self.intake) >= self.capacity and self._progress == seen:
+                    left = deadline - time.monotonic()
+                    if left <= 0 or self._stopping:
+                        self._overloaded = True
+                        return False
+                    self._room.wait(left)
+            finally:
+                self._waiting -= 1
+        return True
+
+    def _let_waiters_in(self) -> None:
+        with self._room:
+            self._progress += 1
+            self._room.notify_all()
 
     def queued(self) -> int:
         return sum(1 for item in list(self.intake) if type(item) is tuple)
@@ -125,11 +168,13 @@ class Router:
         unbuilt = 0
         # One pass takes what is there when it starts, so it ends (and reports its drops, and lets the
         # interval tick) even while the app keeps logging faster than events can be built.
-        for _ in range(len(queue)):
+        for index in range(len(queue)):
             try:
                 item = queue.popleft()
             except IndexError:  # pragma: no cover - only this thread takes from the intake
                 break
+            if self._waiting and index % 256 == 0:
+                self._let_waiters_in()
             if type(item) is FlushRequest:
                 for pipeline, marker in zip(pipelines, item.markers, strict=True):
                     pipeline.add_marker(marker)
@@ -148,9 +193,13 @@ class Router:
             event = self._process(built) if self.before_send else built
             if event is None:
                 continue
-            for index, pipeline in enumerate(pipelines):
+            for number, pipeline in enumerate(pipelines):
                 if not pipeline.put(event):
-                    full.setdefault(index, []).append(event)
+                    full.setdefault(number, []).append(event)
+        if self._overloaded and not queue:
+            self._overloaded = False
+        if self._waiting:
+            self._let_waiters_in()
         self.report_intake_full()
         if unbuilt:
             self._lost_before_fan_out(unbuilt)

@@ -148,6 +148,10 @@ class Exporter:
     Options: ClassVar[type[Any]] = NoOptions
     #: Set when the exporter needs the active OpenTelemetry span captured in the app thread at log time.
     captures_trace_context: ClassVar[bool] = False
+    #: Set by exporters whose cost is the process's own work (a file, memory, the console) rather than a remote
+    #: backend's: when their buffer is full the router waits for room instead of dropping, so an app that logs
+    #: faster than they write is slowed down (briefly, see ``intake_wait``) instead of losing events.
+    backpressure: ClassVar[bool] = False
     #: Upper bound on events per ``export`` call, when the options do not set ``max_batch_size``.
     default_max_batch_size: ClassVar[int] = 512
 

@@ -26,6 +26,7 @@ class ConsoleExporter(Exporter):
     """Prints ``<time> <LEVEL> <name> [category] message labels=... {data}``."""
 
     name = "console"
+    backpressure = True
     Options = ConsoleOptions
     options: ConsoleOptions
 

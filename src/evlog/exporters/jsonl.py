@@ -29,6 +29,7 @@ class JsonlExporter(Exporter):
     """Each line is the event's full form: name, timestamp (RFC 3339), event_id, level, and every set field."""
 
     name = "jsonl"
+    backpressure = True
     Options = JsonlOptions
     options: JsonlOptions
     default_max_batch_size = 1000

@@ -23,6 +23,7 @@ class MemoryExporter(Exporter):
     """``exporter.events`` is a snapshot of what was delivered, oldest first; ``batches`` counts exports."""
 
     name = "memory"
+    backpressure = True
     Options = MemoryOptions
     options: MemoryOptions
 
