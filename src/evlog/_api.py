@@ -146,7 +146,10 @@ def shutdown(timeout: float | None = None) -> bool:
     client = current_client()
     if client is None:
         return True
-    return client.shutdown(client.config.shutdown_timeout if timeout is None else timeout)
+    try:
+        return client.shutdown(client.config.shutdown_timeout if timeout is None else timeout)
+    finally:
+        _signals.hand_over_deferred()
 
 
 def stats() -> Stats:
@@ -220,7 +223,10 @@ def _in_multiprocessing_child(_anchor: object) -> None:
 def _at_exit() -> None:
     client = current_client()
     if client is not None:
-        client.shutdown(client.exit_timeout())
+        try:
+            client.shutdown(client.exit_timeout())
+        finally:
+            _signals.hand_over_deferred()
 
 
 def _hooks_from_environment() -> None:

@@ -61,6 +61,9 @@ class Client:
     def _init_runtime(self) -> None:
         self._lock = threading.Lock()
         self.closed = False
+        #: Set when a shutdown has finished; and the thread running it meanwhile.
+        self.shut_down = threading.Event()
+        self.shutdown_thread: int | None = None
         self.sampled_out = 0
         #: Set when an uncaught exception starts the process's exit: the exit-time shutdown then only gets
         #: what is left of ``shutdown_timeout``, so crash + exit together stay within it.
@@ -147,6 +150,13 @@ class Client:
             if self.closed:
                 return True
             self.closed = True
+            self.shutdown_thread = threading.get_ident()
+        try:
+            return self._shutdown(timeout)
+        finally:
+            self.shut_down.set()
+
+    def _shutdown(self, timeout: float) -> bool:
         _intake.refresh(self)
         deadline = time.monotonic() + max(0.0, timeout)
         lost_before = self.reporter.lost()

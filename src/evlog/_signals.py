@@ -18,7 +18,7 @@ from typing import Any
 from evlog import _intake
 from evlog._guard import guarded, internal_logger
 
-__all__ = ["install", "installed", "uninstall"]
+__all__ = ["hand_over_deferred", "install", "installed", "uninstall"]
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -35,8 +35,18 @@ class _Handover:
         self.active = True
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
+        global _deferred
         if self.active:
+            sink = _intake.active()
+            if getattr(sink, "shutdown_thread", None) == threading.get_ident() and not _finished(sink):
+                # The signal interrupted a shutdown running on this very thread (at exit, say): let it finish,
+                # then hand the signal over (``hand_over_deferred``); ending the process now would lose it all.
+                _deferred = (self, signum)
+                return
             self._deliver()
+        self._hand_over(signum, frame)
+
+    def _hand_over(self, signum: int, frame: FrameType | None) -> None:
         previous = self.previous
         if callable(previous):
             previous(signum, frame)
@@ -48,6 +58,10 @@ class _Handover:
 
     def _deliver(self) -> None:
         sink = _intake.active()
+        if getattr(sink, "closed", False):  # another thread is shutting down: give it its time, then go on
+            with guarded():
+                _finished_within(sink, self.timeout())
+            return
         shutdown = getattr(sink, "shutdown", None)
         flush = getattr(sink, "flush", None)
         with guarded():
@@ -64,6 +78,30 @@ class _Handover:
 
 def _is_current(signum: int, handler: _Handover) -> bool:
     return signal.getsignal(signum) is handler  # type: ignore[comparison-overlap]
+
+
+def _finished(sink: object) -> bool:
+    done = getattr(sink, "shut_down", None)
+    return bool(done is not None and done.is_set())
+
+
+def _finished_within(sink: object, timeout: float) -> None:
+    done = getattr(sink, "shut_down", None)
+    if done is not None:
+        done.wait(timeout)
+
+
+#: A signal that arrived during a shutdown on the main thread, handed over once that shutdown is done.
+_deferred: tuple[_Handover, int] | None = None
+
+
+def hand_over_deferred() -> None:
+    """Called after a shutdown on the main thread: the signal that interrupted it now does what it would have."""
+    global _deferred
+    deferred, _deferred = _deferred, None
+    if deferred is not None:
+        handler, signum = deferred
+        handler._hand_over(signum, None)
 
 
 _installed: dict[int, _Handover] = {}
