@@ -11,7 +11,8 @@ import jsonschema
 import pytest
 
 from evlog._event import Event, User
-from evlog.exporters._adcp_mapping import Invalid, MappingDefaults, hash_email, hash_phone, map_event
+from evlog.exporters import EventRejected
+from evlog.exporters._adcp_mapping import MappingDefaults, hash_email, hash_phone, map_event
 
 SCHEMAS = Path(__file__).parent / "data" / "adcp-schemas" / "3.2.4" / "bundled" / "media-buy"
 WHEN = dt.datetime(2026, 1, 15, 14, 30, tzinfo=dt.timezone.utc)
@@ -70,12 +71,12 @@ def test_already_hashed_lowercase_hex_is_sent_unchanged() -> None:
 
 
 def test_uppercase_hex_digest_breaks_the_hash_pattern_rule() -> None:
-    with pytest.raises(Invalid, match=r"lower-case hex .*\^\[a-f0-9\]\{64\}\$"):
+    with pytest.raises(EventRejected, match=r"lower-case hex .*\^\[a-f0-9\]\{64\}\$"):
         mapped(ev(user=User(email="A" * 64)))
 
 
 def test_phone_without_country_code_is_refused_not_guessed() -> None:
-    with pytest.raises(Invalid, match=r"E\.164"):
+    with pytest.raises(EventRejected, match=r"E\.164"):
         mapped(ev(user=User(phone="206 555 1234")))
 
 
@@ -175,7 +176,7 @@ def test_mapped_events_validate_against_the_official_schema() -> None:
     ],
 )
 def test_rule_violation_names_the_rule(event: Event, rule: str) -> None:
-    with pytest.raises(Invalid, match=rule):
+    with pytest.raises(EventRejected, match=rule):
         mapped(event)
 
 

@@ -358,7 +358,7 @@ def test_mixed_outcomes_in_one_batch(server: RecordingServer, fake: CoveoFake, m
     assert set(result.rejected) == {bad.event_id}
 
 
-@pytest.mark.parametrize("status", [408, 429, 500, 501, 520])
+@pytest.mark.parametrize("status", [408, 429, 500, 503, 520])
 def test_transient_statuses_are_retried(server: RecordingServer, make_exporter: MakeExporter, status: int) -> None:
     server.script(Reply(status, {"message": "try later", "type": "Unavailable"}, headers={"Retry-After": "3"}))
     result = send(make_exporter(), make_event())
