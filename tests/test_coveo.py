@@ -43,9 +43,7 @@ def shared_server() -> Iterator[RecordingServer]:
 
 @pytest.fixture
 def server(shared_server: RecordingServer, fake: CoveoFake) -> RecordingServer:
-    with shared_server._cond:
-        shared_server.requests.clear()
-        shared_server._scripted.clear()
+    shared_server.reset()
     shared_server.handler = fake
     return shared_server
 

@@ -39,9 +39,7 @@ def shared_server() -> Iterator[RecordingServer]:
 def server(shared_server: RecordingServer, fake: StatsigFake) -> Iterator[RecordingServer]:
     shared_server.handler = fake
     yield shared_server
-    with shared_server._cond:  # forget this test's requests and unused scripted replies
-        shared_server.requests.clear()
-        shared_server._scripted.clear()
+    shared_server.reset()  # forget this test's requests and unused scripted replies
 
 
 def endpoint(server: RecordingServer) -> str:

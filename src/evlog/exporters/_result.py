@@ -40,14 +40,19 @@ from evlog.exporters._base import Batch, ExportResult, ExportStatus
 if TYPE_CHECKING:  # the module stays importable without loading the HTTP layer
     from evlog.exporters.http import HttpOutcome
 
-__all__ = ["ExportOutcomes"]
+__all__ = ["REQUEST_LEVEL_STATUSES", "ExportOutcomes"]
 
 T = TypeVar("T")
 
-#: Statuses that say the credentials are wrong: whatever the request held, every other would fare the same.
-_AUTH_STATUSES = frozenset({401, 403})
+#: 4xx statuses about the request rather than its content (credentials, a wrong URL or method): whatever the
+#: request held, any other would fare the same.
+REQUEST_LEVEL_STATUSES = frozenset({401, 403, 404, 405, 407, 410})
 #: How much of the joined reasons a partial result's message keeps.
 _MESSAGE_LIMIT = 500
+
+
+def _about_content(status: int | None) -> bool:
+    return status is not None and 400 <= status < 500 and status not in REQUEST_LEVEL_STATUSES
 
 
 class _Fate(enum.Enum):
@@ -117,9 +122,10 @@ class ExportOutcomes:
     ) -> None:
         """The HTTP answer to a request that carried ``events``; ``reason`` defaults to ``outcome.describe()``.
 
-        2xx accepts them; a retryable outcome retries them with its Retry-After; 401/403 refuse the request.
-        Any other status refuses the request too, unless ``one_event`` says the request carried a single event
-        (an API with one request per event), in which case the answer is about that event and rejects it.
+        2xx accepts them; a retryable outcome retries them with its Retry-After. Any other answer refuses the
+        request, except a 4xx outside ``REQUEST_LEVEL_STATUSES`` when ``one_event`` says the request carried a
+        single event (an API with one request per event): that answer is about the event's content and
+        rejects it alone.
         """
         if outcome.ok:
             self.accept(events)
@@ -127,7 +133,7 @@ class ExportOutcomes:
         text = reason if reason is not None else outcome.describe()
         if outcome.retryable:
             self.retry(events, text, after=outcome.retry_after)
-        elif one_event and outcome.status not in _AUTH_STATUSES:
+        elif one_event and _about_content(outcome.status):
             for event in events:
                 self.reject(event, text)
         else:
