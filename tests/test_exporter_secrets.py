@@ -11,8 +11,8 @@ import evlog
 from evlog import Drop
 from evlog.exporters.http import HttpClient
 from support.backends import open_backend
+from support.key_echo import CUT, echo_headers, leaks, random_key
 from support.loopback import RecordingServer, Request
-from support.secrets import CUT, echo_headers, leaks, random_key
 
 #: The requests each exporter's echoing backend answers with the echo (the others go to the fake, so that
 #: sessions still open and events reach the request that carries the key).
