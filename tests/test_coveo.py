@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import threading
 import uuid
@@ -19,14 +18,10 @@ from evlog._event import Event, ExceptionInfo, Level, User
 from evlog.exporters._base import Batch, ExportStatus
 from evlog.exporters.coveo import CoveoExporter, client_id_for, default_endpoint, normalize_key
 from support.coveo_fake import PATH, TOKEN, CoveoFake
+from support.events import make_event
 from support.loopback import Fault, RecordingServer, Reply, Request
 
 MakeExporter = Callable[..., CoveoExporter]
-
-
-def make_event(name: str = "facetSearch", **fields: Any) -> Event:
-    fields.setdefault("category", "facet")
-    return Event(name, dt.datetime.now(dt.timezone.utc), uuid.uuid4().hex, **fields)
 
 
 @pytest.fixture
