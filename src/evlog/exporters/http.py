@@ -252,6 +252,8 @@ class HttpClient:
         ``stop_when(headers, body_so_far)`` reads the body as it arrives and stops as soon as it returns True:
         for answers streamed over a connection the server may keep open (Server-Sent Events).
         """
+        import requests
+
         all_headers = dict(self.headers)
         body = data
         if json_body is not None:
@@ -275,7 +277,9 @@ class HttpClient:
                 stream=stop_when is not None,
             )
             content = response.content if stop_when is None else _read_until(response, stop_when)
-        except Exception as exc:  # RequestException, or an unexpected urllib3 error: an outcome, never a crash
+        except requests.exceptions.RequestException as exc:
+            return HttpOutcome(None, error=self._clean(f"{type(exc).__name__}: {exc}"))
+        except Exception as exc:  # e.g. an unexpected urllib3 error: still an outcome, never a crash
             return HttpOutcome(None, error=self._clean(f"{type(exc).__name__}: {exc}"))
         finally:
             if response is not None:
