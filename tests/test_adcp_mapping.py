@@ -11,7 +11,9 @@ import jsonschema
 import pytest
 
 from evlog._event import Event, User
-from evlog.exporters._adcp_mapping import Invalid, MappingDefaults, hash_email, hash_phone, map_event
+from evlog.exporters import EventRejected
+from evlog.exporters._adcp_mapping import MappingDefaults, hash_email, hash_phone, map_event
+from support.events import make_event
 
 SCHEMAS = Path(__file__).parent / "data" / "adcp-schemas" / "3.2.4" / "bundled" / "media-buy"
 WHEN = dt.datetime(2026, 1, 15, 14, 30, tzinfo=dt.timezone.utc)
@@ -21,10 +23,6 @@ NO_DEFAULTS = MappingDefaults()
 def request_validator() -> jsonschema.Draft7Validator:
     schema = json.loads((SCHEMAS / "log-event-request.json").read_text())
     return jsonschema.Draft7Validator(schema, format_checker=jsonschema.Draft7Validator.FORMAT_CHECKER)
-
-
-def ev(name: str = "purchase", **kwargs: Any) -> Event:
-    return Event(name, kwargs.pop("timestamp", WHEN), kwargs.pop("event_id", "evt-1"), **kwargs)
 
 
 def mapped(event: Event, defaults: MappingDefaults = NO_DEFAULTS) -> dict[str, Any]:
@@ -54,36 +52,38 @@ def test_phone_hash_matches_spec_vector_including_plus() -> None:
 
 def test_plain_email_and_phone_never_leave_the_process() -> None:
     user = User(email=" Jane.Doe@Example.COM ", phone="+1 206 555 1234")
-    wire = json.dumps(mapped(ev(user=user)))
+    wire = json.dumps(mapped(make_event(user=user)))
     assert "Jane" not in wire
     assert "jane" not in wire
     assert "555" not in wire
-    match = mapped(ev(user=user))["user_match"]
+    match = mapped(make_event(user=user))["user_match"]
     assert match["hashed_email"] == "86e0b9e56c17cc4d12387e1949b85053fbe73bc3ce5a1188713a9d300cc6133d"
     assert match["hashed_phone"] == "f48869b8f9aa60d5eb6147b2130ae29eae6e2d6877dbb9eb9448ce04fe90e3ca"
 
 
 def test_already_hashed_lowercase_hex_is_sent_unchanged() -> None:
     digest = "a" * 64
-    match = mapped(ev(user=User(email=digest, phone=digest)))["user_match"]
+    match = mapped(make_event(user=User(email=digest, phone=digest)))["user_match"]
     assert match == {"hashed_email": digest, "hashed_phone": digest}
 
 
 def test_uppercase_hex_digest_breaks_the_hash_pattern_rule() -> None:
-    with pytest.raises(Invalid, match=r"lower-case hex .*\^\[a-f0-9\]\{64\}\$"):
-        mapped(ev(user=User(email="A" * 64)))
+    with pytest.raises(EventRejected, match=r"lower-case hex .*\^\[a-f0-9\]\{64\}\$"):
+        mapped(make_event(user=User(email="A" * 64)))
 
 
 def test_phone_without_country_code_is_refused_not_guessed() -> None:
-    with pytest.raises(Invalid, match=r"E\.164"):
-        mapped(ev(user=User(phone="206 555 1234")))
+    with pytest.raises(EventRejected, match=r"E\.164"):
+        mapped(make_event(user=User(phone="206 555 1234")))
 
 
 # --- mapping -----------------------------------------------------------------------------------------
 
 
 def test_standard_event_type_and_time() -> None:
-    out = mapped(ev("purchase", data={"click_id": "abc", "click_id_type": "gclid"}))
+    out = mapped(
+        make_event("purchase", timestamp=WHEN, event_id="evt-1", data={"click_id": "abc", "click_id_type": "gclid"})
+    )
     assert out["event_id"] == "evt-1"
     assert out["event_type"] == "purchase"
     assert dt.datetime.fromisoformat(out["event_time"]) == WHEN
@@ -92,12 +92,12 @@ def test_standard_event_type_and_time() -> None:
 
 
 def test_unknown_name_becomes_custom_with_its_name() -> None:
-    out = mapped(ev("newsletter_opened"))
+    out = mapped(make_event("newsletter_opened"))
     assert (out["event_type"], out["custom_event_name"]) == ("custom", "newsletter_opened")
 
 
 def test_data_event_type_names_the_standard_type() -> None:
-    out = mapped(ev("checkout_done", data={"event_type": "purchase"}))
+    out = mapped(make_event("checkout_done", data={"event_type": "purchase"}))
     assert out["event_type"] == "purchase"
     assert "custom_event_name" not in out
 
@@ -111,7 +111,7 @@ def test_custom_data_from_data_and_value() -> None:
         "contents": [{"id": "sku-1", "quantity": 2, "price": 5.0}],
         "unrelated": "stays out",
     }
-    out = mapped(ev(data=data, value=10.0))
+    out = mapped(make_event(data=data, value=10.0))
     assert out["custom_data"] == {
         "value": 10.0,
         "currency": "EUR",
@@ -124,20 +124,20 @@ def test_custom_data_from_data_and_value() -> None:
 
 def test_uids_from_custom_ids_of_adcp_uid_types_only() -> None:
     user = User(custom_ids={"uid2": "U2", "rampid": "R1", "stableID": "not-an-adcp-type"})
-    assert mapped(ev(user=user))["user_match"]["uids"] == [
+    assert mapped(make_event(user=user))["user_match"]["uids"] == [
         {"type": "uid2", "value": "U2"},
         {"type": "rampid", "value": "R1"},
     ]
 
 
 def test_ip_and_user_agent_match_together() -> None:
-    match = mapped(ev(user=User(ip="203.0.113.7", user_agent="Mozilla/5.0")))["user_match"]
+    match = mapped(make_event(user=User(ip="203.0.113.7", user_agent="Mozilla/5.0")))["user_match"]
     assert match == {"client_ip": "203.0.113.7", "client_user_agent": "Mozilla/5.0"}
 
 
 def test_action_source_url_and_surface_from_data_over_options() -> None:
     defaults = MappingDefaults("app", "https://shop.example/", {"category": "app"})
-    out = mapped(ev(data={"action_source": "website", "event_source_url": "https://shop.example/ok"}), defaults)
+    out = mapped(make_event(data={"action_source": "website", "event_source_url": "https://shop.example/ok"}), defaults)
     assert (out["action_source"], out["event_source_url"], out["surface"]) == (
         "website",
         "https://shop.example/ok",
@@ -148,9 +148,13 @@ def test_action_source_url_and_surface_from_data_over_options() -> None:
 def test_mapped_events_validate_against_the_official_schema() -> None:
     user = User(email="a@b.example", phone="+441234567890", ip="::1", user_agent="ua", custom_ids={"uid2": "x"})
     events = [
-        mapped(ev("purchase", user=user, value=3, data={"currency": "USD", "action_source": "website"})),
-        mapped(ev("my_custom", event_id="evt-2", data={"click_id": "c"})),
-        mapped(ev("watch_milestone", event_id="evt-3", data={"progress_percent": 75, "surface": {"category": "app"}})),
+        mapped(make_event("purchase", user=user, value=3, data={"currency": "USD", "action_source": "website"})),
+        mapped(make_event("my_custom", event_id="evt-2", data={"click_id": "c"})),
+        mapped(
+            make_event(
+                "watch_milestone", event_id="evt-3", data={"progress_percent": 75, "surface": {"category": "app"}}
+            )
+        ),
     ]
     assert_valid_request(events)
 
@@ -161,21 +165,21 @@ def test_mapped_events_validate_against_the_official_schema() -> None:
 @pytest.mark.parametrize(
     ("event", "rule"),
     [
-        (ev(user=User(ip="203.0.113.7")), "user_match rule"),
-        (ev(data={"currency": "usd"}), "ISO 4217"),
-        (ev(value=-1), "custom_data.value must be >= 0"),
-        (ev("watch_milestone"), "watch_milestone rule"),
-        (ev(data={"progress_percent": 120}), "progress_percent must be between 0 and 100"),
-        (ev(data={"action_source": "billboard"}), "action_source must be one of"),
-        (ev(data={"surface": {"category": "tv"}}), "surface.category must be one of"),
-        (ev(data={"event_source_url": "not a url"}), "event_source_url must be an absolute URI"),
-        (ev(data={"num_items": 1.5}), "num_items must be an integer"),
-        (ev(data={"contents": [{"quantity": 1}]}), r"contents\[0\].id \(required\)"),
-        (ev(event_id="x" * 257), "event_id must be at most 256"),
+        (make_event(user=User(ip="203.0.113.7")), "user_match rule"),
+        (make_event(data={"currency": "usd"}), "ISO 4217"),
+        (make_event(value=-1), "custom_data.value must be >= 0"),
+        (make_event("watch_milestone"), "watch_milestone rule"),
+        (make_event(data={"progress_percent": 120}), "progress_percent must be between 0 and 100"),
+        (make_event(data={"action_source": "billboard"}), "action_source must be one of"),
+        (make_event(data={"surface": {"category": "tv"}}), "surface.category must be one of"),
+        (make_event(data={"event_source_url": "not a url"}), "event_source_url must be an absolute URI"),
+        (make_event(data={"num_items": 1.5}), "num_items must be an integer"),
+        (make_event(data={"contents": [{"quantity": 1}]}), r"contents\[0\].id \(required\)"),
+        (make_event(event_id="x" * 257), "event_id must be at most 256"),
     ],
 )
 def test_rule_violation_names_the_rule(event: Event, rule: str) -> None:
-    with pytest.raises(Invalid, match=rule):
+    with pytest.raises(EventRejected, match=rule):
         mapped(event)
 
 

@@ -6,7 +6,6 @@ error shapes AdCP allows (JSON-RPC errors, isError, errors[] with isError false,
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -15,19 +14,17 @@ import pytest
 
 import evlog
 from evlog import ConfigError
-from evlog._event import Event, User
+from evlog._event import User
 from evlog.exporters._base import Batch, ExportStatus
 from evlog.exporters.adcp import AdcpExporter
+from support.events import make_event
 from support.loopback import Fault, Reply
 from support.mcp_fake import McpFake
 
 TOKEN = "secret-token-123"
-NOW = dt.datetime.now(dt.timezone.utc)
 
 
-def ev(event_id: str = "evt-1", name: str = "lead", **kwargs: Any) -> Event:
-    kwargs.setdefault("data", {"click_id": "abc", "click_id_type": "gclid"})
-    return Event(name, NOW, event_id, **kwargs)
+CLICK = {"click_id": "abc", "click_id_type": "gclid"}
 
 
 def tool_payload(payload: dict[str, Any], *, is_error: bool = False, structured: bool = True) -> dict[str, Any]:
@@ -50,7 +47,7 @@ def make(fake: McpFake, **kwargs: Any) -> AdcpExporter:
 
 def test_handshake_then_tools_call_with_session_headers(fake: McpFake) -> None:
     exporter = make(fake, test_event_code="TEST_1")
-    assert exporter.export(Batch((ev(),))).ok
+    assert exporter.export(Batch((make_event("lead", data=CLICK),))).ok
     init, note, call = fake.server.requests
     assert (init.json()["method"], note.json()["method"]) == ("initialize", "notifications/initialized")
     for request in (init, note, call):
@@ -69,7 +66,7 @@ def test_handshake_then_tools_call_with_session_headers(fake: McpFake) -> None:
 def test_sse_answers_are_parsed() -> None:
     with McpFake(sse=True) as fake:
         exporter = make(fake)
-        result = exporter.export(Batch((ev(),)))
+        result = exporter.export(Batch((make_event("lead", data=CLICK),)))
         exporter.shutdown(1)
     assert result.ok
     assert result.details["match_quality"] == 0.8
@@ -82,7 +79,7 @@ def test_an_sse_stream_the_server_keeps_open_is_read_only_up_to_the_answer(chunk
     with McpFake(sse=True, hold_open=True, chunked=chunked) as fake:
         exporter = make(fake, timeout=10.0)
         started = time.monotonic()
-        result = exporter.export(Batch((ev(),)))
+        result = exporter.export(Batch((make_event("lead", data=CLICK),)))
         elapsed = time.monotonic() - started
         fake.server.release()
         exporter.shutdown(1)
@@ -92,9 +89,9 @@ def test_an_sse_stream_the_server_keeps_open_is_read_only_up_to_the_answer(chunk
 
 def test_expired_session_starts_a_new_one(fake: McpFake) -> None:
     exporter = make(fake)
-    assert exporter.export(Batch((ev("a"),))).ok
+    assert exporter.export(Batch((make_event("lead", event_id="a", data=CLICK),))).ok
     fake.expire_sessions()
-    assert exporter.export(Batch((ev("b"),))).ok
+    assert exporter.export(Batch((make_event("lead", event_id="b", data=CLICK),))).ok
     calls = fake.calls()
     assert [c.header("Mcp-Session-Id") for c in calls] == ["session-1", "session-1", "session-2"]
     assert exporter.stats()["sessions_started"] == 2
@@ -103,7 +100,7 @@ def test_expired_session_starts_a_new_one(fake: McpFake) -> None:
 
 def test_session_is_deleted_at_shutdown(fake: McpFake) -> None:
     exporter = make(fake)
-    exporter.export(Batch((ev(),)))
+    exporter.export(Batch((make_event("lead", data=CLICK),)))
     exporter.shutdown(1)
     assert fake.deleted == ["session-1"]
     assert fake.server.requests[-1].method == "DELETE"
@@ -111,8 +108,8 @@ def test_session_is_deleted_at_shutdown(fake: McpFake) -> None:
 
 def test_reset_connection_is_retried_with_the_same_idempotency_key(fake: McpFake) -> None:
     exporter = make(fake)
-    assert exporter.export(Batch((ev("warm"),))).ok
-    batch = Batch((ev("a"), ev("b")))
+    assert exporter.export(Batch((make_event("lead", event_id="warm", data=CLICK),))).ok
+    batch = Batch((make_event("lead", event_id="a", data=CLICK), make_event("lead", event_id="b", data=CLICK)))
     fake.server.script(Fault.RESET)
     first = exporter.export(batch)
     assert first.status is ExportStatus.RETRY
@@ -125,8 +122,8 @@ def test_reset_connection_is_retried_with_the_same_idempotency_key(fake: McpFake
 
 def test_a_new_batch_gets_a_new_key(fake: McpFake) -> None:
     exporter = make(fake)
-    exporter.export(Batch((ev("a"),)))
-    exporter.export(Batch((ev("a"),)))
+    exporter.export(Batch((make_event("lead", event_id="a", data=CLICK),)))
+    exporter.export(Batch((make_event("lead", event_id="a", data=CLICK),)))
     keys = {c.json()["params"]["arguments"]["idempotency_key"] for c in fake.calls()}
     assert len(keys) == 2
     exporter.shutdown(1)
@@ -134,9 +131,9 @@ def test_a_new_batch_gets_a_new_key(fake: McpFake) -> None:
 
 def test_slow_server_times_out_as_a_retry(fake: McpFake) -> None:
     exporter = make(fake, timeout=0.2)
-    assert exporter.export(Batch((ev("warm"),))).ok
+    assert exporter.export(Batch((make_event("lead", event_id="warm", data=CLICK),))).ok
     fake.server.script(Reply(200, delay=2.0))
-    result = exporter.export(Batch((ev(),)))
+    result = exporter.export(Batch((make_event("lead", data=CLICK),)))
     assert result.status is ExportStatus.RETRY
     assert "Timeout" in result.message
     exporter.shutdown(0.5)
@@ -145,7 +142,7 @@ def test_slow_server_times_out_as_a_retry(fake: McpFake) -> None:
 def test_errors_array_with_is_error_false_is_a_failure_not_a_success() -> None:
     payload = {"errors": [{"code": "REFERENCE_NOT_FOUND", "message": "no such source", "recovery": "terminal"}]}
     with McpFake(lambda _args: tool_payload({**payload, "status": "completed"})) as fake:
-        result = make(fake).export(Batch((ev(),)))
+        result = make(fake).export(Batch((make_event("lead", data=CLICK),)))
     assert result.status is ExportStatus.FAILURE
     assert "REFERENCE_NOT_FOUND: no such source" in result.message
 
@@ -153,7 +150,7 @@ def test_errors_array_with_is_error_false_is_a_failure_not_a_success() -> None:
 def test_transient_error_is_retried_after_its_retry_after() -> None:
     payload = {"errors": [{"code": "RATE_LIMITED", "message": "slow down", "retry_after": 2.4}]}
     with McpFake(lambda _args: tool_payload(payload)) as fake:
-        result = make(fake).export(Batch((ev(),)))
+        result = make(fake).export(Batch((make_event("lead", data=CLICK),)))
     assert result.status is ExportStatus.RETRY
     assert result.retry_after == 3.0  # ceil, clamped to [1, 3600]
 
@@ -161,27 +158,27 @@ def test_transient_error_is_retried_after_its_retry_after() -> None:
 def test_is_error_with_adcp_error_envelope() -> None:
     error = {"code": "IDEMPOTENCY_CONFLICT", "message": "key reused", "recovery": "correctable"}
     with McpFake(lambda _args: tool_payload({"adcp_error": error}, is_error=True)) as fake:
-        result = make(fake).export(Batch((ev(),)))
+        result = make(fake).export(Batch((make_event("lead", data=CLICK),)))
     assert result.status is ExportStatus.FAILURE
     assert "IDEMPOTENCY_CONFLICT" in result.message
 
 
 def test_unknown_code_without_recovery_is_not_retried() -> None:
     with McpFake(lambda _args: tool_payload({"errors": [{"code": "SOMETHING_NEW", "message": "?"}]})) as fake:
-        result = make(fake).export(Batch((ev(),)))
+        result = make(fake).export(Batch((make_event("lead", data=CLICK),)))
     assert result.status is ExportStatus.FAILURE
 
 
 def test_json_rpc_rate_limit_error_is_retried(fake: McpFake) -> None:
     exporter = make(fake)
-    exporter.export(Batch((ev("warm"),)))
+    exporter.export(Batch((make_event("lead", event_id="warm", data=CLICK),)))
     error = {
         "code": -32029,
         "message": "rate limited",
         "data": {"adcp_error": {"code": "RATE_LIMITED", "retry_after": 5}},
     }
     fake.server.script(Reply(200, body={"jsonrpc": "2.0", "id": 3, "error": error}))
-    result = exporter.export(Batch((ev(),)))
+    result = exporter.export(Batch((make_event("lead", data=CLICK),)))
     assert result.status is ExportStatus.RETRY
     assert result.retry_after == 5.0
     exporter.shutdown(1)
@@ -191,7 +188,7 @@ def test_text_content_is_read_when_there_is_no_structured_content() -> None:
     payload = {"events_received": 1, "events_processed": 1, "match_quality": 0.3, "warnings": ["low match"]}
     with McpFake(lambda _args: tool_payload(payload, structured=False)) as fake:
         exporter = make(fake)
-        result = exporter.export(Batch((ev(),)))
+        result = exporter.export(Batch((make_event("lead", data=CLICK),)))
     assert result.ok
     assert result.details == {"match_quality": 0.3, "warnings": ["low match"]}
     assert exporter.stats()["warnings"] == ["low match"]
@@ -201,8 +198,10 @@ def test_partial_failures_and_local_rejections_are_reported_per_event() -> None:
     failure = {"event_id": "b", "code": "VALIDATION_ERROR", "message": "outside attribution window"}
     payload = {"events_received": 2, "events_processed": 1, "partial_failures": [failure], "status": "completed"}
     with McpFake(lambda _args: tool_payload(payload)) as fake:
-        bad = Event("lead", NOW, "c", user=User(ip="203.0.113.7"))
-        result = make(fake).export(Batch((ev("a"), ev("b"), bad)))
+        bad = make_event("lead", event_id="c", user=User(ip="203.0.113.7"))
+        result = make(fake).export(
+            Batch((make_event("lead", event_id="a", data=CLICK), make_event("lead", event_id="b", data=CLICK), bad))
+        )
         sent = [e["event_id"] for e in fake.calls()[0].json()["params"]["arguments"]["events"]]
     assert sent == ["a", "b"]
     assert result.status is ExportStatus.PARTIAL
@@ -212,7 +211,15 @@ def test_partial_failures_and_local_rejections_are_reported_per_event() -> None:
 
 
 def test_events_past_the_batch_limit_are_handed_back_for_another_request(fake: McpFake) -> None:
-    result = make(fake, max_batch_size=2).export(Batch((ev("a"), ev("b"), ev("c"))))
+    result = make(fake, max_batch_size=2).export(
+        Batch(
+            (
+                make_event("lead", event_id="a", data=CLICK),
+                make_event("lead", event_id="b", data=CLICK),
+                make_event("lead", event_id="c", data=CLICK),
+            )
+        )
+    )
     assert result.status is ExportStatus.PARTIAL
     assert result.retry_ids == frozenset({"c"})
     assert len(fake.calls()[0].json()["params"]["arguments"]["events"]) == 2
@@ -220,7 +227,7 @@ def test_events_past_the_batch_limit_are_handed_back_for_another_request(fake: M
 
 def test_other_auth_header_without_scheme(fake: McpFake) -> None:
     exporter = make(fake, auth_header="x-adcp-auth", auth_scheme="")
-    exporter.export(Batch((ev(),)))
+    exporter.export(Batch((make_event("lead", data=CLICK),)))
     call = fake.calls()[0]
     assert call.header("x-adcp-auth") == TOKEN
     assert call.header("Authorization") is None
@@ -230,7 +237,7 @@ def test_other_auth_header_without_scheme(fake: McpFake) -> None:
 def test_token_never_in_reprs_or_messages(fake: McpFake) -> None:
     exporter = make(fake)
     fake.server.script(Reply(500, body={"message": f"bad token {TOKEN}"}))
-    result = exporter.export(Batch((ev(),)))
+    result = exporter.export(Batch((make_event("lead", data=CLICK),)))
     assert TOKEN not in result.message
     assert TOKEN not in repr(exporter)
     assert TOKEN not in repr(exporter.options)

@@ -22,9 +22,10 @@ import pytest
 import requests
 
 import evlog
-from evlog._event import Event, User
+from evlog._event import User
 from evlog.exporters._base import Batch, ExportStatus
 from evlog.exporters.adcp import AdcpExporter
+from support.events import make_event
 
 pytestmark = [
     pytest.mark.slow,
@@ -34,7 +35,6 @@ pytestmark = [
 TOKEN = "seller-token-4711"
 SELLER = Path(__file__).parent / "support" / "adcp_seller.py"
 SCHEMAS = Path(__file__).parent / "data" / "adcp-schemas" / "3.2.4" / "bundled" / "media-buy"
-NOW = dt.datetime.now(dt.timezone.utc)
 
 
 class Seller:
@@ -99,9 +99,7 @@ def seller() -> Iterator[Seller]:
             process.stderr.close()
 
 
-def ev(event_id: str, name: str = "purchase", **kwargs: Any) -> Event:
-    kwargs.setdefault("data", {"click_id": "abc", "click_id_type": "gclid", "currency": "USD"})
-    return Event(name, kwargs.pop("timestamp", NOW), event_id, **kwargs)
+PURCHASE = {"click_id": "abc", "click_id_type": "gclid", "currency": "USD"}
 
 
 def make(seller: Seller, **kwargs: Any) -> AdcpExporter:
@@ -112,7 +110,14 @@ def test_events_are_accepted(seller: Seller) -> None:
     exporter = make(seller)
     before = seller.state()["events_counted"]
     user = User(email="jane@example.com", ip="203.0.113.9", user_agent="ua", custom_ids={"uid2": "U"})
-    result = exporter.export(Batch((ev("ok-1", value=9.5, user=user), ev("ok-2", name="my_signup"))))
+    result = exporter.export(
+        Batch(
+            (
+                make_event(event_id="ok-1", value=9.5, user=user, data=PURCHASE),
+                make_event(event_id="ok-2", name="my_signup", data=PURCHASE),
+            )
+        )
+    )
     exporter.shutdown(2)
     assert result.ok, result.message
     assert result.details["match_quality"] == 0.5
@@ -122,7 +127,10 @@ def test_events_are_accepted(seller: Seller) -> None:
 def test_request_validates_against_the_official_schema(seller: Seller) -> None:
     exporter = make(seller, test_event_code="TEST_1", action_source="website")
     data = {"progress_seconds": 30, "content_ids": ["ep-1"], "surface": {"category": "app", "property_id": "p"}}
-    events = (ev("schema-1", user=User(phone="+12065551234")), ev("schema-2", name="watch_milestone", data=data))
+    events = (
+        make_event(event_id="schema-1", user=User(phone="+12065551234"), data=PURCHASE),
+        make_event(event_id="schema-2", name="watch_milestone", data=data),
+    )
     assert exporter.export(Batch(events)).ok
     exporter.shutdown(2)
     (sent,) = seller.requests_for("schema-1")
@@ -134,7 +142,7 @@ def test_request_validates_against_the_official_schema(seller: Seller) -> None:
 
 def test_retry_with_the_same_key_is_a_replay_not_a_double_count(seller: Seller) -> None:
     exporter = make(seller)
-    batch = Batch((ev("replay-1"), ev("replay-2")))
+    batch = Batch((make_event(event_id="replay-1", data=PURCHASE), make_event(event_id="replay-2", data=PURCHASE)))
     assert exporter.export(batch).ok
     counted = seller.state()["events_counted"]
     assert exporter.export(batch.retry()).ok
@@ -147,7 +155,14 @@ def test_retry_with_the_same_key_is_a_replay_not_a_double_count(seller: Seller) 
 def test_partial_failures_are_rejected_per_event(seller: Seller) -> None:
     old = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
     exporter = make(seller)
-    result = exporter.export(Batch((ev("partial-ok"), ev("partial-old", timestamp=old))))
+    result = exporter.export(
+        Batch(
+            (
+                make_event(event_id="partial-ok", data=PURCHASE),
+                make_event(event_id="partial-old", timestamp=old, data=PURCHASE),
+            )
+        )
+    )
     exporter.shutdown(2)
     assert result.status is ExportStatus.PARTIAL
     assert result.rejected == {
@@ -158,7 +173,7 @@ def test_partial_failures_are_rejected_per_event(seller: Seller) -> None:
 
 def test_unknown_event_source_is_a_failure_with_the_sellers_message(seller: Seller) -> None:
     exporter = make(seller, event_source_id="not_configured")
-    result = exporter.export(Batch((ev("ref-1"),)))
+    result = exporter.export(Batch((make_event(event_id="ref-1", data=PURCHASE),)))
     exporter.shutdown(2)
     assert result.status is ExportStatus.FAILURE
     assert "REFERENCE_NOT_FOUND" in result.message
@@ -167,7 +182,7 @@ def test_unknown_event_source_is_a_failure_with_the_sellers_message(seller: Sell
 
 def test_bad_token_is_a_permanent_failure(seller: Seller) -> None:
     exporter = make(seller, token="wrong-token-0000")
-    result = exporter.export(Batch((ev("auth-1"),)))
+    result = exporter.export(Batch((make_event(event_id="auth-1", data=PURCHASE),)))
     exporter.shutdown(2)
     assert result.status is ExportStatus.FAILURE
     assert "HTTP 401" in result.message

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import threading
 import uuid
@@ -19,14 +18,10 @@ from evlog._event import Event, ExceptionInfo, Level, User
 from evlog.exporters._base import Batch, ExportStatus
 from evlog.exporters.coveo import CoveoExporter, client_id_for, default_endpoint, normalize_key
 from support.coveo_fake import PATH, TOKEN, CoveoFake
+from support.events import make_event
 from support.loopback import Fault, RecordingServer, Reply, Request
 
 MakeExporter = Callable[..., CoveoExporter]
-
-
-def make_event(name: str = "facetSearch", **fields: Any) -> Event:
-    fields.setdefault("category", "facet")
-    return Event(name, dt.datetime.now(dt.timezone.utc), uuid.uuid4().hex, **fields)
 
 
 @pytest.fixture
@@ -43,9 +38,7 @@ def shared_server() -> Iterator[RecordingServer]:
 
 @pytest.fixture
 def server(shared_server: RecordingServer, fake: CoveoFake) -> RecordingServer:
-    with shared_server._cond:
-        shared_server.requests.clear()
-        shared_server._scripted.clear()
+    shared_server.reset()
     shared_server.handler = fake
     return shared_server
 
@@ -358,7 +351,7 @@ def test_mixed_outcomes_in_one_batch(server: RecordingServer, fake: CoveoFake, m
     assert set(result.rejected) == {bad.event_id}
 
 
-@pytest.mark.parametrize("status", [408, 429, 500, 501, 520])
+@pytest.mark.parametrize("status", [408, 429, 500, 503, 520])
 def test_transient_statuses_are_retried(server: RecordingServer, make_exporter: MakeExporter, status: int) -> None:
     server.script(Reply(status, {"message": "try later", "type": "Unavailable"}, headers={"Retry-After": "3"}))
     result = send(make_exporter(), make_event())

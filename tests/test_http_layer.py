@@ -57,6 +57,12 @@ def test_transient_statuses_are_retryable(status: int) -> None:
     assert result.retry_after is None
 
 
+@pytest.mark.parametrize(("status", "retryable"), [(507, True), (520, True), (599, True), (501, False), (505, False)])
+def test_every_5xx_but_501_and_505_is_retryable(status: int, retryable: bool) -> None:
+    assert HttpOutcome(status).retryable is retryable
+    assert (outcome_to_result(HttpOutcome(status)).status is ExportStatus.RETRY) is retryable
+
+
 def test_connection_error_is_retryable() -> None:
     result = outcome_to_result(HttpOutcome(None, error="ConnectionError: refused"))
     assert result.status is ExportStatus.RETRY

@@ -13,6 +13,7 @@ from evlog.exporters.console import ConsoleExporter
 from evlog.exporters.jsonl import JsonlExporter
 from evlog.exporters.memory import MemoryExporter
 from evlog.testing import capture_events
+from support.events import make_event
 
 
 def test_console_is_the_default_and_prints_one_line_per_event(capsys: pytest.CaptureFixture[str]) -> None:
@@ -57,7 +58,7 @@ def test_jsonl_reports_an_unwritable_path_as_retryable(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
     exporter = JsonlExporter(path=str(blocker / "events.jsonl"))
-    result = exporter.export(evlog.Batch(events=()))
+    result = exporter.export(evlog.Batch(events=(make_event(),)))
     assert result.status is evlog.ExportStatus.RETRY
     assert "cannot write" in result.message
 

@@ -29,6 +29,7 @@ from evlog.exporters._otel_api import (
     set_global_logger_provider,
 )
 from evlog.exporters.otel import OtelExporter
+from support.events import make_event
 from support.loopback import Reply
 from support.otlp_receiver import OtlpReceiver
 
@@ -73,12 +74,6 @@ def receiver() -> Iterator[OtlpReceiver]:
         yield rec
 
 
-def _event(name: str = "checkout.paid", **fields: Any) -> Event:
-    fields.setdefault("timestamp", T0)
-    fields.setdefault("event_id", "ev-1")
-    return Event(name=name, **fields)
-
-
 def _emit(memory: tuple[LoggerProvider, InMemoryLogRecordExporter], *events: Event, **options: Any) -> list[Any]:
     """Export through an OtelExporter on the in-memory provider; the API log records that came out."""
     provider, store = memory
@@ -102,19 +97,19 @@ def _emit(memory: tuple[LoggerProvider, InMemoryLogRecordExporter], *events: Eve
     ],
 )
 def test_level_maps_to_severity(memory: Any, level: str, number: int, text: str) -> None:
-    (record,) = _emit(memory, _event(level=Level(level)))
+    (record,) = _emit(memory, make_event(level=Level(level)))
     assert int(record.severity_number.value) == number
     assert record.severity_text == text
 
 
 def test_body_is_the_message_else_the_name(memory: Any) -> None:
-    records = _emit(memory, _event(message="paid 42 EUR"), _event("signup"))
+    records = _emit(memory, make_event(message="paid 42 EUR"), make_event("signup"))
     assert [r.body for r in records] == ["paid 42 EUR", "signup"]
 
 
 def test_event_name_and_timestamps(memory: Any) -> None:
     before = time.time_ns()
-    (record,) = _emit(memory, _event("checkout.paid"))
+    (record,) = _emit(memory, make_event("checkout.paid", timestamp=T0))
     assert record.event_name == "checkout.paid"
     assert record.timestamp == T0_NS
     assert before <= record.observed_timestamp <= time.time_ns()
@@ -122,7 +117,8 @@ def test_event_name_and_timestamps(memory: Any) -> None:
 
 
 def test_category_labels_value_and_event_id(memory: Any) -> None:
-    (record,) = _emit(memory, _event(category="billing", labels=("payments", "retryable"), value=19.5))
+    event = make_event(category="billing", labels=("payments", "retryable"), value=19.5, event_id="ev-1")
+    (record,) = _emit(memory, event)
     attrs = dict(record.attributes)
     assert attrs["evlog.category"] == "billing"
     assert tuple(attrs["evlog.labels"]) == ("payments", "retryable")
@@ -132,7 +128,7 @@ def test_category_labels_value_and_event_id(memory: Any) -> None:
 
 def test_data_is_flattened_with_dotted_keys(memory: Any) -> None:
     data = {"order": {"id": 42, "total": 19.99, "items": ["a", "b"]}, "ok": True}
-    (record,) = _emit(memory, _event(data=data))
+    (record,) = _emit(memory, make_event(data=data))
     attrs = dict(record.attributes)
     assert attrs["evlog.data.order.id"] == 42
     assert attrs["evlog.data.order.total"] == 19.99
@@ -143,7 +139,7 @@ def test_data_is_flattened_with_dotted_keys(memory: Any) -> None:
 
 def test_data_as_one_map_attribute(memory: Any) -> None:
     data = {"order": {"id": 42, "items": ["a", "b"]}, "ok": True}
-    (record,) = _emit(memory, _event(data=data), data_mode="map", attribute_prefix="shop.")
+    (record,) = _emit(memory, make_event(data=data), data_mode="map", attribute_prefix="shop.")
     value = dict(record.attributes)["shop.data"]
     assert value["order"]["id"] == 42
     assert tuple(value["order"]["items"]) == ("a", "b")
@@ -151,7 +147,7 @@ def test_data_as_one_map_attribute(memory: Any) -> None:
 
 
 def test_user_and_session_ids(memory: Any) -> None:
-    (record,) = _emit(memory, _event(user=User(id="u-123", email="a@b.c"), session_id="s-456"))
+    (record,) = _emit(memory, make_event(user=User(id="u-123", email="a@b.c"), session_id="s-456"))
     attrs = dict(record.attributes)
     assert attrs["user.id"] == "u-123"
     assert attrs["session.id"] == "s-456"
@@ -167,7 +163,7 @@ def test_exception_attributes_use_stable_semconv_names(memory: Any) -> None:
         source_line=120,
         source_function="billing.charge",
     )
-    (record,) = _emit(memory, _event(level=Level.ERROR, exception=exc))
+    (record,) = _emit(memory, make_event(level=Level.ERROR, exception=exc))
     attrs = dict(record.attributes)
     assert attrs["exception.type"] == "billing.CardDeclined"
     assert attrs["exception.message"] == "card declined"
@@ -181,7 +177,7 @@ def test_exception_attributes_use_stable_semconv_names(memory: Any) -> None:
 def test_exception_chain_is_in_the_stacktrace(memory: Any) -> None:
     cause = ExceptionInfo(exception_type="TimeoutError", exception_msg="gateway slow")
     exc = ExceptionInfo(exception_type="RuntimeError", exception_msg="charge failed", cause=cause)
-    (record,) = _emit(memory, _event(exception=exc))
+    (record,) = _emit(memory, make_event(exception=exc))
     text = dict(record.attributes)["exception.stacktrace"]
     assert text.index("TimeoutError: gateway slow") < text.index("direct cause") < text.index("RuntimeError")
 
@@ -204,7 +200,7 @@ def test_trace_context_is_captured_at_log_event(memory: Any) -> None:
 
 def test_trace_context_of_an_event_is_used(memory: Any) -> None:
     trace = TraceContext(trace_id=0x0AF7651916CD43DD8448EB211C80319C, span_id=0xB7AD6B7169203331, trace_flags=1)
-    (record,) = _emit(memory, _event(trace=trace))
+    (record,) = _emit(memory, make_event(trace=trace))
     assert record.trace_id == trace.trace_id
     assert record.span_id == trace.span_id
 
@@ -215,7 +211,7 @@ def test_trace_context_of_an_event_is_used(memory: Any) -> None:
 def test_awkward_values_become_encodable(memory: Any) -> None:
     data = {"big": 2**70, "mixed": [1, "a", None], "rows": [{"a": 1}], "none": None, "ints": [1, 2]}
     exporter = OtelExporter(logger_provider=memory[0])
-    assert exporter.export(Batch((_event(data=data),))).ok
+    assert exporter.export(Batch((make_event(data=data),))).ok
     attrs = dict(memory[1].get_finished_logs()[0].log_record.attributes)
     assert attrs["evlog.data.big"] == str(2**70)
     assert attrs["evlog.data.mixed"] == '[1,"a",null]'
@@ -232,7 +228,7 @@ def test_awkward_values_survive_the_real_otlp_encoder(receiver: OtlpReceiver) ->
     exporter = OtelExporter(logger_provider=provider, data_mode="map")
     data = {"big": 2**64, "nested": {"none": None, "mixed": [True, 1.5]}}
     try:
-        assert exporter.export(Batch((_event(data=data), _event("second")))).ok
+        assert exporter.export(Batch((make_event(data=data), make_event("second")))).ok
         records = receiver.wait_for_records(2)
     finally:
         provider.shutdown()
@@ -241,7 +237,7 @@ def test_awkward_values_survive_the_real_otlp_encoder(receiver: OtlpReceiver) ->
 
 def _crowded_event() -> Event:
     exc = ExceptionInfo(exception_type="ValueError", exception_msg="bad", source_file="a.py", source_line=3)
-    return _event(data={f"k{i}": i for i in range(50)}, user=User(id="u"), session_id="s", exception=exc)
+    return make_event(data={f"k{i}": i for i in range(50)}, user=User(id="u"), session_id="s", exception=exc)
 
 
 def test_attribute_limit_from_env_drops_data_never_semconv_keys(monkeypatch: pytest.MonkeyPatch, memory: Any) -> None:
@@ -274,7 +270,7 @@ def test_provider_attribute_limit_is_honoured() -> None:
 
 def test_max_attributes_option_caps_data(memory: Any) -> None:
     exporter = OtelExporter(logger_provider=memory[0], max_attributes=5)
-    assert exporter.export(Batch((_event(data={f"k{i}": i for i in range(10)}, category="c"),))).ok
+    assert exporter.export(Batch((make_event(data={f"k{i}": i for i in range(10)}, category="c"),))).ok
     attrs = dict(memory[1].get_finished_logs()[0].log_record.attributes)
     assert list(attrs) == [
         "evlog.data.k0",
@@ -288,7 +284,7 @@ def test_max_attributes_option_caps_data(memory: Any) -> None:
 
 def test_long_strings_are_truncated_and_counted(memory: Any) -> None:
     exporter = OtelExporter(logger_provider=memory[0], max_value_length=8)
-    assert exporter.export(Batch((_event(data={"note": "x" * 100}, category="short"),))).ok
+    assert exporter.export(Batch((make_event(data={"note": "x" * 100}, category="short"),))).ok
     attrs = dict(memory[1].get_finished_logs()[0].log_record.attributes)
     assert attrs["evlog.data.note"] == "x" * 8
     assert attrs["evlog.category"] == "short"
@@ -297,7 +293,7 @@ def test_long_strings_are_truncated_and_counted(memory: Any) -> None:
 
 def test_flattening_collision_keeps_the_later_value(memory: Any) -> None:
     exporter = OtelExporter(logger_provider=memory[0])
-    assert exporter.export(Batch((_event(data={"a.b": 1, "a": {"b": 2}}),))).ok
+    assert exporter.export(Batch((make_event(data={"a.b": 1, "a": {"b": 2}}),))).ok
     attrs = dict(memory[1].get_finished_logs()[0].log_record.attributes)
     assert attrs["evlog.data.a.b"] == 2
     assert exporter.stats()["key_collisions"] == 1
@@ -310,7 +306,7 @@ def test_given_provider_wins_over_the_global_one(memory: Any) -> None:
     other = LoggerProvider(shutdown_on_exit=False)
     set_global_logger_provider(other)
     exporter = OtelExporter(logger_provider=memory[0])
-    assert exporter.export(Batch((_event(),))).ok
+    assert exporter.export(Batch((make_event(),))).ok
     assert exporter.provider_source == "given"
     assert len(memory[1].get_finished_logs()) == 1
     other.shutdown()
@@ -319,7 +315,7 @@ def test_given_provider_wins_over_the_global_one(memory: Any) -> None:
 def test_global_provider_is_used_when_the_app_set_one(memory: Any) -> None:
     exporter = OtelExporter()  # built before the app sets its provider: resolution waits for the first export
     set_global_logger_provider(memory[0])
-    assert exporter.export(Batch((_event(),))).ok
+    assert exporter.export(Batch((make_event(),))).ok
     assert exporter.provider_source == "global"
     assert len(memory[1].get_finished_logs()) == 1
 
@@ -328,7 +324,7 @@ def test_provider_is_built_from_env_when_none_is_set(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("OTEL_LOGS_EXPORTER", "none")
     monkeypatch.setenv("OTEL_SERVICE_NAME", "shop")
     exporter = OtelExporter()
-    assert exporter.export(Batch((_event(),))).ok
+    assert exporter.export(Batch((make_event(),))).ok
     assert exporter.provider_source == "built"
     assert exporter._provider.resource.attributes["service.name"] == "shop"
     exporter.shutdown(1)

@@ -10,7 +10,6 @@ import shutil
 import socket
 import subprocess
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,16 +21,13 @@ from evlog import Batch, Event, ExceptionInfo, ExportStatus, Level
 from evlog._api import current_client
 from evlog.exporters.session_server import SessionServerExporter
 from support.datacat_fake import DataCatFake
+from support.events import make_event
 from support.loopback import Fault, Reply
 
 UTC = _dt.timezone.utc
 WHEN = _dt.datetime(2024, 5, 1, 12, 0, 0, 250000, tzinfo=UTC)
 SECRET = "sk-test-7f3a9c1e5b"
 FAST: dict[str, Any] = {"flush_interval": 0.05, "retry_initial_backoff": 0.01, "retry_max_backoff": 0.05}
-
-
-def make_event(name: str = "clicked", **fields: Any) -> Event:
-    return Event(name=name, timestamp=WHEN, event_id=str(uuid.uuid4()), **fields)
 
 
 @pytest.fixture
@@ -177,6 +173,7 @@ def test_event_posted_with_exact_fields(fake: DataCatFake, make_exporter: Callab
     exporter = make_exporter()
     event = make_event(
         "button_click",
+        timestamp=WHEN,
         level=Level.WARNING,
         category="ui",
         labels=("button", "click"),

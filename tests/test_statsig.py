@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 import evlog
-from evlog import Batch, ConfigError, Drop, Event, ExportStatus, User
+from evlog import Batch, ConfigError, Drop, ExportStatus, User
 from evlog.exporters.statsig import MAX_METADATA_CHARS, StatsigExporter, StatsigOptions
+from support.events import make_event
 from support.loopback import Fault, RecordingServer, Reply
 from support.statsig_fake import KEY, PATH, StatsigFake, events_of
 
@@ -39,9 +40,7 @@ def shared_server() -> Iterator[RecordingServer]:
 def server(shared_server: RecordingServer, fake: StatsigFake) -> Iterator[RecordingServer]:
     shared_server.handler = fake
     yield shared_server
-    with shared_server._cond:  # forget this test's requests and unused scripted replies
-        shared_server.requests.clear()
-        shared_server._scripted.clear()
+    shared_server.reset()  # forget this test's requests and unused scripted replies
 
 
 def endpoint(server: RecordingServer) -> str:
@@ -64,10 +63,6 @@ def configure(server: RecordingServer, **options: Any) -> list[Drop]:
 
 def exporter(server: RecordingServer, **options: Any) -> StatsigExporter:
     return StatsigExporter(api_key=KEY, endpoint=endpoint(server), **options)
-
-
-def event(name: str = "purchase", **fields: Any) -> Event:
-    return Event(name=name, timestamp=NOW, event_id=fields.pop("event_id", uuid.uuid4().hex), **fields)
 
 
 # --- wire format -------------------------------------------------------------------------------------------
@@ -104,7 +99,7 @@ def test_body_is_gzipped_json_in_statsig_shape(server: RecordingServer) -> None:
 def test_headers(server: RecordingServer) -> None:
     ex = exporter(server)
     before_ms = int(dt.datetime.now(dt.timezone.utc).timestamp() * 1000)
-    assert ex.export(Batch((event(), event()))).ok
+    assert ex.export(Batch((make_event(), make_event()))).ok
     request = server.wait_for(1)[0]
     assert request.header("STATSIG-API-KEY") == KEY
     assert before_ms <= int(request.header("STATSIG-CLIENT-TIME") or 0) <= before_ms + 60_000
@@ -120,7 +115,7 @@ def test_headers(server: RecordingServer) -> None:
 def test_private_attributes_are_never_sent(server: RecordingServer) -> None:
     ex = exporter(server)
     user = User(id="u-1", private_attributes={"internal_id": "secret-user-42"})
-    assert ex.export(Batch((event(user=user),))).ok
+    assert ex.export(Batch((make_event(user=user),))).ok
     request = server.wait_for(1)[0]
     assert request.json()["events"][0]["user"] == {"userID": "u-1"}
     assert b"secret-user-42" not in request.body
@@ -131,7 +126,7 @@ def test_private_attributes_are_never_sent(server: RecordingServer) -> None:
 def test_event_fields_go_to_metadata_and_win_over_data_keys(server: RecordingServer) -> None:
     ex = exporter(server)
     data = {"level": "mine", "data_level": "taken", "n": 2, "ok": True, "none": None, "obj": {"x": [1]}}
-    ev = event(level=evlog.Level.ERROR, category="billing", labels=("a", "b"), message="card declined", data=data)
+    ev = make_event(level=evlog.Level.ERROR, category="billing", labels=("a", "b"), message="card declined", data=data)
     assert ex.export(Batch((ev,))).ok
     assert server.wait_for(1)[0].json()["events"][0]["metadata"] == {
         "level": "error", "category": "billing", "labels": '["a","b"]', "message": "card declined",
@@ -142,7 +137,7 @@ def test_event_fields_go_to_metadata_and_win_over_data_keys(server: RecordingSer
 
 def test_stringify_metadata_off_sends_json_values(server: RecordingServer) -> None:
     ex = exporter(server, stringify_metadata=False)
-    assert ex.export(Batch((event(labels=("a",), data={"n": 2, "obj": {"x": [1]}}),))).ok
+    assert ex.export(Batch((make_event(labels=("a",), data={"n": 2, "obj": {"x": [1]}}),))).ok
     meta = server.wait_for(1)[0].json()["events"][0]["metadata"]
     assert meta == {"level": "info", "labels": ["a"], "n": 2, "obj": {"x": [1]}}
     ex.shutdown(1)
@@ -150,7 +145,7 @@ def test_stringify_metadata_off_sends_json_values(server: RecordingServer) -> No
 
 def test_compress_off_sends_plain_json(server: RecordingServer) -> None:
     ex = exporter(server, compress=False)
-    assert ex.export(Batch((event(),))).ok
+    assert ex.export(Batch((make_event(),))).ok
     request = server.wait_for(1)[0]
     assert request.header("Content-Encoding") is None
     assert json.loads(request.raw_body)["events"][0]["eventName"] == "purchase"
@@ -160,8 +155,8 @@ def test_compress_off_sends_plain_json(server: RecordingServer) -> None:
 def test_environment_tier_gives_userless_events_a_user(server: RecordingServer) -> None:
     ex = exporter(server, environment_tier="production")
     plain = exporter(server)
-    assert ex.export(Batch((event(),))).ok
-    assert plain.export(Batch((event(),))).ok
+    assert ex.export(Batch((make_event(),))).ok
+    assert plain.export(Batch((make_event(),))).ok
     with_tier, without = (r.json()["events"][0] for r in server.wait_for(2))
     assert with_tier["user"] == {"statsigEnvironment": {"tier": "production"}}
     assert "user" not in without
@@ -175,7 +170,7 @@ def test_environment_tier_gives_userless_events_a_user(server: RecordingServer) 
 @pytest.mark.parametrize("name", ["a=b", "x;y", "path/[id]", "line\nbreak", "100%", "a" * 65])
 def test_bad_names_are_rejected_alone(server: RecordingServer, name: str) -> None:
     ex = exporter(server)
-    bad, good = event(name), event("fine")
+    bad, good = make_event(name), make_event("fine")
     result = ex.export(Batch((bad, good)))
     assert result.status is ExportStatus.PARTIAL
     assert set(result.rejected) == {bad.event_id}
@@ -186,7 +181,7 @@ def test_bad_names_are_rejected_alone(server: RecordingServer, name: str) -> Non
 
 def test_long_string_value_is_truncated_and_counted(server: RecordingServer) -> None:
     ex = exporter(server)
-    assert ex.export(Batch((event(value="v" * 100), event(value=7)))).ok
+    assert ex.export(Batch((make_event(value="v" * 100), make_event(value=7)))).ok
     sent = events_of(server.wait_for(1))
     assert [e["value"] for e in sent] == ["v" * 64, 7]
     assert ex.stats()["values_truncated"] == 1
@@ -196,7 +191,7 @@ def test_long_string_value_is_truncated_and_counted(server: RecordingServer) -> 
 def test_retries_do_not_count_truncations_twice(server: RecordingServer) -> None:
     ex = exporter(server)
     server.script(Reply(503, {"success": False}))
-    batch = Batch((event(value="v" * 100),))
+    batch = Batch((make_event(value="v" * 100),))
     assert ex.export(batch).status is ExportStatus.RETRY
     assert ex.export(batch.retry()).ok
     assert [r.header("STATSIG-RETRY-COUNT") for r in server.wait_for(2)] == ["0", "1"]
@@ -206,7 +201,7 @@ def test_retries_do_not_count_truncations_twice(server: RecordingServer) -> None
 
 def test_oversized_metadata_drops_largest_keys_and_says_which(server: RecordingServer) -> None:
     ex = exporter(server)
-    ev = event(message="kept", data={"small": "s", "huge": "h" * 5000, "big": "b" * 3000, "mid": "m" * 900})
+    ev = make_event(message="kept", data={"small": "s", "huge": "h" * 5000, "big": "b" * 3000, "mid": "m" * 900})
     assert ex.export(Batch((ev,))).ok
     meta = events_of(server.wait_for(1))[0]["metadata"]
     assert len(json.dumps(meta, separators=(",", ":"), ensure_ascii=False)) <= MAX_METADATA_CHARS
@@ -220,7 +215,7 @@ def test_oversized_metadata_drops_largest_keys_and_says_which(server: RecordingS
 
 def test_non_finite_value_is_sent_as_a_string(server: RecordingServer) -> None:
     ex = exporter(server)
-    assert ex.export(Batch((event(value=float("nan")), event(value=float("-inf"))))).ok
+    assert ex.export(Batch((make_event(value=float("nan")), make_event(value=float("-inf"))))).ok
     assert [e["value"] for e in events_of(server.wait_for(1))] == ["NaN", "-Infinity"]
     ex.shutdown(1)
 
@@ -241,7 +236,7 @@ def test_pipeline_splits_batches_at_max_batch_size(server: RecordingServer) -> N
 
 def test_batch_past_request_size_is_split_into_several_requests(server: RecordingServer) -> None:
     ex = exporter(server, max_request_bytes=20_000)
-    batch = Batch(tuple(event(f"e{i}", data={"pad": "x" * 3000}) for i in range(20)))
+    batch = Batch(tuple(make_event(f"e{i}", data={"pad": "x" * 3000}) for i in range(20)))
     assert ex.export(batch).ok
     requests = server.requests_to(PATH)
     assert len(requests) >= 4
@@ -254,7 +249,7 @@ def test_batch_past_request_size_is_split_into_several_requests(server: Recordin
 
 def test_default_limit_keeps_requests_under_10_mb(server: RecordingServer) -> None:
     ex = exporter(server, max_batch_size=3000)
-    batch = Batch(tuple(event(f"e{i}", data={"pad": "x" * 4000}) for i in range(3000)))  # ~12.5 MB of events
+    batch = Batch(tuple(make_event(f"e{i}", data={"pad": "x" * 4000}) for i in range(3000)))  # ~12.5 MB of events
     assert ex.export(batch).ok
     requests = server.requests_to(PATH)
     assert len(requests) == 2
@@ -265,7 +260,7 @@ def test_default_limit_keeps_requests_under_10_mb(server: RecordingServer) -> No
 
 def test_failure_mid_split_retries_only_what_was_not_accepted(server: RecordingServer) -> None:
     ex = exporter(server, max_request_bytes=10_000)
-    events = tuple(event(f"e{i}", data={"pad": "x" * 3000}) for i in range(6))
+    events = tuple(make_event(f"e{i}", data={"pad": "x" * 3000}) for i in range(6))
     server.script(Reply(202), Reply(503, {"success": False}, headers={"Retry-After": "3"}))
     result = ex.export(Batch(events))
     assert result.status is ExportStatus.PARTIAL
@@ -314,7 +309,7 @@ def test_connection_refused_asks_for_a_retry() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))  # bound but not listening: connections to it are refused
         ex = StatsigExporter(api_key=KEY, endpoint=f"http://127.0.0.1:{sock.getsockname()[1]}{PATH}")
-        result = ex.export(Batch((event(),)))
+        result = ex.export(Batch((make_event(),)))
     assert result.status is ExportStatus.RETRY
     assert "no response" in result.message
     ex.shutdown(1)
@@ -333,7 +328,7 @@ def test_client_errors_are_not_retried(server: RecordingServer, status: int) -> 
 
 def test_wrong_key_is_refused_by_the_fake_and_not_retried(server: RecordingServer) -> None:
     ex = StatsigExporter(api_key="secret-wrong", endpoint=endpoint(server))
-    result = ex.export(Batch((event(),)))
+    result = ex.export(Batch((make_event(),)))
     assert result.status is ExportStatus.FAILURE
     assert "403" in result.message
     ex.shutdown(1)

@@ -16,6 +16,7 @@ from typing import Any
 
 import attrs
 
+from evlog._errors import EventRejected
 from evlog._event import Event
 from evlog._serialize import rfc3339
 
@@ -24,7 +25,6 @@ __all__ = [
     "EVENT_TYPES",
     "SURFACE_CATEGORIES",
     "UID_TYPES",
-    "Invalid",
     "MappingDefaults",
     "hash_email",
     "hash_phone",
@@ -103,10 +103,6 @@ _USER_MATCH_RULE = (
 )
 
 
-class Invalid(ValueError):
-    """An event breaks a rule of the ``log_event`` schema; the message names the rule."""
-
-
 @attrs.frozen
 class MappingDefaults:
     """Values the options supply when an event's ``data`` does not."""
@@ -133,7 +129,7 @@ def normalize_phone(phone: str) -> str:
     if text.startswith("00"):
         text = "+" + text[2:]
     if not _E164.match(text):
-        raise Invalid(
+        raise EventRejected(
             "hashed_phone: the phone number must be in E.164 form (+, country code, number; e.g. +12065551234)"
         )
     return text
@@ -149,7 +145,7 @@ def _hashed(value: str, field: str, plain: Any) -> str:
     if _HEX64.match(value):
         return value
     if _ANY_HEX64.match(value):
-        raise Invalid(f"{field}: a SHA-256 digest must be lower-case hex (schema pattern ^[a-f0-9]{{64}}$)")
+        raise EventRejected(f"{field}: a SHA-256 digest must be lower-case hex (schema pattern ^[a-f0-9]{{64}}$)")
     return str(plain(value))
 
 
@@ -157,7 +153,7 @@ def _email_digest(value: str) -> str:
     if "@" not in value:
         if _HEX64.match(value) or _ANY_HEX64.match(value):
             return _hashed(value, "hashed_email", hash_email)
-        raise Invalid("hashed_email: user.email is neither an e-mail address nor a SHA-256 hex digest")
+        raise EventRejected("hashed_email: user.email is neither an e-mail address nor a SHA-256 hex digest")
     return hash_email(value)
 
 
@@ -186,15 +182,15 @@ def _user_match(event: Event, data: Mapping[str, Any]) -> dict[str, Any]:
         "client_ip" in match and "client_user_agent" in match
     )
     if not ok:
-        raise Invalid(_USER_MATCH_RULE)
+        raise EventRejected(_USER_MATCH_RULE)
     return match
 
 
 def _string(value: Any, field: str, *, max_len: int | None = None) -> str:
     if not isinstance(value, str) or not value:
-        raise Invalid(f"{field} must be a non-empty string, got {value!r:.60}")
+        raise EventRejected(f"{field} must be a non-empty string, got {value!r:.60}")
     if max_len is not None and len(value) > max_len:
-        raise Invalid(f"{field} must be at most {max_len} characters, got {len(value)}")
+        raise EventRejected(f"{field} must be at most {max_len} characters, got {len(value)}")
     return value
 
 
@@ -203,30 +199,30 @@ def _number(value: Any, field: str, *, low: float = 0.0, high: float | None = No
         try:
             value = float(value)
         except ValueError:
-            raise Invalid(f"{field} must be a number, got {value!r:.60}") from None
+            raise EventRejected(f"{field} must be a number, got {value!r:.60}") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise Invalid(f"{field} must be a finite number, got {value!r:.60}")
+        raise EventRejected(f"{field} must be a finite number, got {value!r:.60}")
     if value < low or (high is not None and value > high):
         bound = f"between {low:g} and {high:g}" if high is not None else f">= {low:g}"
-        raise Invalid(f"{field} must be {bound}, got {value!r}")
+        raise EventRejected(f"{field} must be {bound}, got {value!r}")
     return value
 
 
 def _integer(value: Any, field: str, *, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise Invalid(f"{field} must be an integer, got {value!r:.60}")
+        raise EventRejected(f"{field} must be an integer, got {value!r:.60}")
     if value < low:
-        raise Invalid(f"{field} must be >= {low}, got {value}")
+        raise EventRejected(f"{field} must be >= {low}, got {value}")
     return value
 
 
 def _contents(value: Any) -> list[dict[str, Any]]:
     if not isinstance(value, list):
-        raise Invalid("custom_data.contents must be a list of objects with an 'id'")
+        raise EventRejected("custom_data.contents must be a list of objects with an 'id'")
     items = []
     for i, raw in enumerate(value):
         if not isinstance(raw, Mapping):
-            raise Invalid(f"custom_data.contents[{i}] must be an object with an 'id'")
+            raise EventRejected(f"custom_data.contents[{i}] must be an object with an 'id'")
         item = dict(raw)
         item["id"] = _string(item.get("id"), f"custom_data.contents[{i}].id (required)")
         if "quantity" in item:
@@ -242,7 +238,7 @@ def _contents(value: Any) -> list[dict[str, Any]]:
 def _custom_data(event: Event, data: Mapping[str, Any]) -> dict[str, Any]:
     base = data.get("custom_data")
     if base is not None and not isinstance(base, Mapping):
-        raise Invalid("custom_data must be an object")
+        raise EventRejected("custom_data must be an object")
     custom: dict[str, Any] = dict(base or {})
     for key in (
         "value",
@@ -263,14 +259,16 @@ def _custom_data(event: Event, data: Mapping[str, Any]) -> dict[str, Any]:
     if "currency" in custom:
         currency = custom["currency"]
         if not isinstance(currency, str) or not _CURRENCY.match(currency):
-            raise Invalid(f"custom_data.currency must be an ISO 4217 code in capitals (e.g. USD), got {currency!r:.20}")
+            raise EventRejected(
+                f"custom_data.currency must be an ISO 4217 code in capitals (e.g. USD), got {currency!r:.20}"
+            )
     for key in _STRING_CUSTOM:
         if key in custom:
             custom[key] = _string(custom[key], f"custom_data.{key}")
     if "content_ids" in custom:
         ids = custom["content_ids"]
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-            raise Invalid("custom_data.content_ids must be a list of strings")
+            raise EventRejected("custom_data.content_ids must be a list of strings")
     if "num_items" in custom:
         custom["num_items"] = _integer(custom["num_items"], "custom_data.num_items", low=0)
     if "progress_percent" in custom:
@@ -284,11 +282,13 @@ def _custom_data(event: Event, data: Mapping[str, Any]) -> dict[str, Any]:
 
 def _surface(value: Any) -> dict[str, Any]:
     if not isinstance(value, Mapping):
-        raise Invalid("surface must be an object with a 'category'")
+        raise EventRejected("surface must be an object with a 'category'")
     surface = dict(value)
     category = surface.get("category")
     if category not in SURFACE_CATEGORIES:
-        raise Invalid(f"surface.category must be one of {', '.join(sorted(SURFACE_CATEGORIES))}; got {category!r:.40}")
+        raise EventRejected(
+            f"surface.category must be one of {', '.join(sorted(SURFACE_CATEGORIES))}; got {category!r:.40}"
+        )
     for key, limit in (("property_type", 128), ("namespace", 128), ("property_id", 256)):
         if key in surface:
             surface[key] = _string(surface[key], f"surface.{key}", max_len=limit)
@@ -311,7 +311,7 @@ def _event_type(event: Event, data: Mapping[str, Any]) -> tuple[str, str | None]
 
 
 def map_event(event: Event, defaults: MappingDefaults) -> dict[str, Any]:
-    """The ``log_event`` event object for ``event``; ``Invalid`` naming the rule when it cannot be valid."""
+    """The ``log_event`` event object for ``event``; ``EventRejected`` naming the rule when it cannot be valid."""
     data = event.data
     event_id = _string(event.event_id, "event_id", max_len=256)
     event_type, custom_name = _event_type(event, data)
@@ -325,18 +325,18 @@ def map_event(event: Event, defaults: MappingDefaults) -> dict[str, Any]:
     if custom:
         out["custom_data"] = custom
     if event_type == "watch_milestone" and not ("progress_percent" in custom or "progress_seconds" in custom):
-        raise Invalid("watch_milestone rule: custom_data needs progress_percent or progress_seconds")
+        raise EventRejected("watch_milestone rule: custom_data needs progress_percent or progress_seconds")
     action_source = data.get("action_source", defaults.action_source)
     if action_source is not None:
         if action_source not in ACTION_SOURCES:
-            raise Invalid(
+            raise EventRejected(
                 f"action_source must be one of {', '.join(sorted(ACTION_SOURCES))}; got {action_source!r:.40}"
             )
         out["action_source"] = action_source
     url = data.get("event_source_url", defaults.event_source_url)
     if url is not None:
         if not isinstance(url, str) or not _URI.match(url):
-            raise Invalid(f"event_source_url must be an absolute URI, got {url!r:.80}")
+            raise EventRejected(f"event_source_url must be an absolute URI, got {url!r:.80}")
         out["event_source_url"] = url
     surface = data.get("surface", defaults.surface)
     if surface is not None:

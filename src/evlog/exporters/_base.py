@@ -64,7 +64,8 @@ class ExportStatus(enum.Enum):
 
 @attrs.frozen(slots=True)
 class ExportResult:
-    """What happened to a batch. Build one with the classmethods.
+    """What happened to a batch. Exporters build it with ``ExportOutcomes`` (``evlog.exporters``), which applies
+    the rules every exporter shares; the classmethods below are what it uses.
 
     - ``success()``: every event was accepted.
     - ``retry(message, after=...)``: nothing (or only ``events``) got through for a transient reason; the

@@ -14,8 +14,11 @@ __all__ = ["ENTRY_POINT_GROUP", "available_exporters", "load_exporter_class"]
 
 ENTRY_POINT_GROUP = "evlog.exporters"
 
-# Kept here as well as in pyproject.toml so the built-ins resolve even when evlog runs from a source tree
-# that was never installed (no entry-point metadata).
+#: The one registration of a built-in exporter. Everything else follows from it or is checked against it
+#: (tests/test_exporter_registry.py): the entry points in pyproject.toml (which must equal it; they let other
+#: tools discover the built-ins, while this table makes them resolve from a tree that was never installed),
+#: the README's exporter sections (docs/build_readme.py reads this table), the docs page each backend exporter
+#: needs, and the contract tests that run every exporter through the same cases.
 _BUILTIN: dict[str, str] = {
     "console": "evlog.exporters.console:ConsoleExporter",
     "jsonl": "evlog.exporters.jsonl:JsonlExporter",

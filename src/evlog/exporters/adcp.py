@@ -20,10 +20,11 @@ from typing import Any
 import attrs
 
 from evlog._event import Event
-from evlog.exporters._adcp_mapping import ACTION_SOURCES, Invalid, MappingDefaults, map_event
-from evlog.exporters._base import Batch, Exporter, ExportResult, ExportStatus
+from evlog.exporters._adcp_mapping import ACTION_SOURCES, MappingDefaults, map_event
+from evlog.exporters._base import Batch, Exporter, ExportResult
 from evlog.exporters._mcp import McpClient, McpReply
-from evlog.exporters.http import HttpClient, check_url, outcome_to_result, redact
+from evlog.exporters._result import ExportOutcomes
+from evlog.exporters.http import HttpClient, check_url, outcome_to_result
 
 __all__ = ["AdcpExporter", "AdcpOptions"]
 
@@ -205,16 +206,6 @@ class AdcpExporter(Exporter):
 
     # --- building the request --------------------------------------------------------------------------
 
-    def _map(self, events: Sequence[Event]) -> tuple[list[tuple[Event, dict[str, Any]]], dict[str, str]]:
-        mapped: list[tuple[Event, dict[str, Any]]] = []
-        rejected: dict[str, str] = {}
-        for event in events:
-            try:
-                mapped.append((event, map_event(event, self._defaults)))
-            except Invalid as exc:
-                rejected[event.event_id] = f"invalid for AdCP log_event: {exc}"
-        return mapped, rejected
-
     def _arguments(self, batch_id: str, wire_events: list[dict[str, Any]]) -> dict[str, Any]:
         opts = self.options
         arguments: dict[str, Any] = {
@@ -231,50 +222,22 @@ class AdcpExporter(Exporter):
     def export(self, batch: Batch) -> ExportResult:
         limit = min(self.max_batch_size, MAX_EVENTS)
         events, overflow = batch.events[:limit], batch.events[limit:]
-        mapped, rejected = self._map(events)
+        outcomes = ExportOutcomes(batch, label="invalid for AdCP log_event")
+        mapped = outcomes.prepare(events, lambda event: map_event(event, self._defaults))
         with self._lock:
-            self._stats["invalid_events"] += len(rejected)
+            self._stats["invalid_events"] += len(events) - len(mapped)
+        outcomes.retry(overflow, f"AdCP log_event takes at most {limit} events per request: sent in another")
         if not mapped:
-            return self._combine(rejected, ExportResult.success(), [], overflow)
+            return outcomes.result()
         sent = [event for event, _ in mapped]
         arguments = self._arguments(batch.batch_id, [wire for _, wire in mapped])
         reply = self._mcp.call_tool("log_event", arguments, timeout=batch.time_left(self.options.timeout))
-        return self._combine(rejected, self._result(reply, sent), sent, overflow)
-
-    def _combine(
-        self,
-        invalid: Mapping[str, str],
-        result: ExportResult,
-        sent: Sequence[Event],
-        overflow: Sequence[Event],
-    ) -> ExportResult:
-        """Merge the local rejections and the events past the size limit into the seller's verdict."""
-        if not invalid and not overflow:
-            return result
-        rejected = dict(invalid)
-        retry: list[Event] = list(overflow)
-        status = result.status
-        if status is ExportStatus.FAILURE:
-            rejected.update({e.event_id: result.message for e in sent})
-        elif status is ExportStatus.RETRY:
-            ids = result.retry_ids
-            retry.extend(e for e in sent if ids is None or e.event_id in ids)
-        elif status is ExportStatus.PARTIAL:
-            rejected.update(result.rejected)
-            retry.extend(e for e in sent if result.retry_ids and e.event_id in result.retry_ids)
-        return ExportResult.partial(
-            rejected,
-            retry=retry,
-            retry_after=result.retry_after,
-            message=result.message or "; ".join(sorted(set(invalid.values())))[:500],
-            details=result.details,
-        )
-
-    def _clean(self, text: str) -> str:
-        return redact(text, [self.options.token])
+        verdict = self._result(reply, sent)
+        outcomes.merge(sent, verdict)
+        return outcomes.result(details=verdict.details)
 
     def _error_result(self, errors: Sequence[_AdcpError], where: str) -> ExportResult:
-        message = self._clean(f"AdCP log_event {where}: " + "; ".join(e.describe() for e in errors))
+        message = f"AdCP log_event {where}: " + "; ".join(e.describe() for e in errors)
         first = errors[0]
         if first.transient:
             return ExportResult.retry(message, after=first.retry_after)
@@ -284,7 +247,6 @@ class AdcpExporter(Exporter):
         outcome = reply.outcome
         if not outcome.ok:
             result = outcome_to_result(outcome, what="AdCP log_event")
-            result = attrs.evolve(result, message=self._clean(result.message))  # servers may echo the token
             if outcome.status in (401, 403):
                 return ExportResult.failure(f"{result.message} (check the adcp token and auth_header)")
             return result
@@ -314,16 +276,16 @@ class AdcpExporter(Exporter):
             errors = _errors_of(payload)
             if errors:
                 return self._error_result(errors, "failed")
-            return ExportResult.failure(self._clean(f"AdCP log_event failed: {_first_text(result) or 'isError'}"))
+            return ExportResult.failure(f"AdCP log_event failed: {_first_text(result) or 'isError'}")
         if payload is None:
-            return ExportResult.failure(self._clean("AdCP log_event: the tool result holds no JSON object"))
+            return ExportResult.failure("AdCP log_event: the tool result holds no JSON object")
         errors = _errors_of(payload)
         if errors:  # the LogEventError branch, which sellers send with isError false
             return self._error_result(errors, "failed")
         status = payload.get("status") or "completed"
         if status in _FAILED_STATUSES:
             detail = payload.get("message") or status
-            return ExportResult.failure(self._clean(f"AdCP log_event {status}: {detail}"))
+            return ExportResult.failure(f"AdCP log_event {status}: {detail}")
         return self._success(payload, sent)
 
     def _success(self, payload: Mapping[str, Any], sent: Sequence[Event]) -> ExportResult:
@@ -338,7 +300,7 @@ class AdcpExporter(Exporter):
             if error.transient:
                 retry.extend(e for e in sent if e.event_id == raw["event_id"])
             else:
-                rejected[str(raw["event_id"])] = self._clean(f"refused by the AdCP seller: {error.describe()}")
+                rejected[str(raw["event_id"])] = f"refused by the AdCP seller: {error.describe()}"
         details = self._record(payload, len(rejected))
         if not rejected and not retry:
             return ExportResult.success(details=details)

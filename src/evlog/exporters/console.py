@@ -8,8 +8,11 @@ from typing import TextIO
 
 import attrs
 
+from evlog._errors import EventRejected
+from evlog._event import Event
 from evlog._serialize import rfc3339
 from evlog.exporters._base import Batch, Exporter, ExportResult
+from evlog.exporters._result import ExportOutcomes
 
 __all__ = ["ConsoleExporter", "ConsoleOptions"]
 
@@ -62,8 +65,17 @@ class ConsoleExporter(Exporter):
                 parts.append(f"session={event.session_id}")
         return " ".join(parts)
 
+    def _line(self, event: Event) -> str:
+        try:
+            return self.format(event) + "\n"
+        except (TypeError, ValueError) as exc:  # a processor put something JSON cannot hold into the event
+            raise EventRejected(f"event cannot be formatted ({exc})") from exc
+
     def export(self, batch: Batch) -> ExportResult:
+        outcomes = ExportOutcomes(batch, label="console")
+        lines = outcomes.prepare(batch.events, self._line)
         stream = self._stream()
-        stream.write("".join(self.format(event) + "\n" for event in batch.events))
+        stream.write("".join(line for _event, line in lines))
         stream.flush()
-        return ExportResult.success()
+        outcomes.accept(event for event, _ in lines)
+        return outcomes.result()

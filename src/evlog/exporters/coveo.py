@@ -9,7 +9,6 @@ Coveo stamps events on receipt (there is no time field), so events are sent as s
 from __future__ import annotations
 
 import functools
-import http.cookiejar
 import json
 import re
 import threading
@@ -17,22 +16,20 @@ import time
 import unicodedata
 import uuid
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import attrs
 
+from evlog._errors import EventRejected
 from evlog._event import Event
 from evlog.exporters._base import Batch, Exporter, ExportResult
-from evlog.exporters.http import HttpClient, HttpOutcome, ParallelSender, check_url, redact
-
-if TYPE_CHECKING:
-    import requests
+from evlog.exporters._result import ExportOutcomes
+from evlog.exporters.http import HttpClient, HttpOutcome, ParallelSender, check_url
 
 __all__ = [
     "CoveoExporter",
     "CoveoOptions",
-    "EventRejected",
     "build_payload",
     "client_id_for",
     "default_endpoint",
@@ -195,10 +192,6 @@ def _identity(event: Event) -> str | None:
     return user.id or None
 
 
-class EventRejected(Exception):
-    """An event breaks a documented Coveo limit; its message names the rule."""
-
-
 # Coveo fields an event may carry in ``data``: name -> (length limit, truncate instead of refusing).
 _STRING_FIELDS: dict[str, tuple[int | None, bool]] = {
     "originLevel1": (SHORT_LIMIT, False),
@@ -331,35 +324,6 @@ def build_payload(event: Event, options: CoveoOptions) -> dict[str, Any]:
     return body
 
 
-_BLOCK_COOKIES = http.cookiejar.DefaultCookiePolicy(allowed_domains=[])
-
-
-class _CookielessClient(HttpClient):
-    """Coveo answers events without a clientId with a visitor cookie; a shared session would replay it and
-    merge every later anonymous event, whoever it came from, into one visitor. So the session keeps none."""
-
-    def _get_session(self) -> requests.Session:
-        session = super()._get_session()
-        if session.cookies.get_policy() is not _BLOCK_COOKIES:
-            session.cookies.set_policy(_BLOCK_COOKIES)
-        return session
-
-
-def _retryable(outcome: HttpOutcome) -> bool:
-    """No answer, 408, 429 and every 5xx: the same event may be accepted later. Other statuses are final."""
-    status = outcome.status
-    return status is None or status in (408, 429) or 500 <= status <= 599
-
-
-@attrs.frozen
-class _Sent:
-    """One event's fate."""
-
-    event: Event
-    outcome: HttpOutcome | None = None
-    rejected: str | None = None
-
-
 class CoveoExporter(Exporter):
     """See ``docs/exporters/coveo.md`` for the field mapping, limits and retry rules."""
 
@@ -371,10 +335,11 @@ class CoveoExporter(Exporter):
     def __init__(self, options: CoveoOptions | None = None, /, **kwargs: Any) -> None:
         super().__init__(options, **kwargs)
         opts = self.options
-        self._secrets = [opts.access_token]
         headers = {"Authorization": f"Bearer {opts.access_token}"} if opts.access_token else {}
-        self._http = _CookielessClient(
-            timeout=opts.timeout, headers=headers, secrets=self._secrets, pool_size=opts.max_concurrency
+        # HttpClient keeps no cookies: Coveo answers events without a clientId with a visitor cookie, which a
+        # shared session would replay, merging every later anonymous event into one visitor.
+        self._http = HttpClient(
+            timeout=opts.timeout, headers=headers, secrets=[opts.access_token], pool_size=opts.max_concurrency
         )
         self._sender = ParallelSender(opts.max_concurrency, name="evlog-coveo")
         self._lock = threading.Lock()
@@ -384,22 +349,16 @@ class CoveoExporter(Exporter):
     def __repr__(self) -> str:
         return f"<CoveoExporter {self.options.url!r}>"
 
-    def _send(self, event: Event, deadline: float | None) -> _Sent:
-        """One event; never raises (ParallelSender's threads must survive anything)."""
-        try:
-            body = build_payload(event, self.options)
-        except EventRejected as exc:
-            return _Sent(event, rejected=str(exc))
-        except Exception as exc:  # a bug must not cost the other events of the batch
-            return _Sent(event, rejected=f"cannot build the Coveo payload: {type(exc).__name__}: {exc}")
+    def _send(self, event: Event, body: dict[str, Any], deadline: float | None) -> HttpOutcome | None:
+        """One event's answer; None when the deadline passed first (it is retried, never sent twice)."""
         left = None if deadline is None else deadline - time.monotonic()
         if left is not None and left <= 0:
-            return _Sent(event)  # not sent before the deadline: retried, never sent twice by a late thread
+            return None
         url = _with_visitor(self.options.url, body.get("clientId"))
         outcome = self._http.post_json(url, body, timeout=left)
         if outcome.ok:
             self._note_visit(outcome)
-        return _Sent(event, outcome)
+        return outcome
 
     def _note_visit(self, outcome: HttpOutcome) -> None:
         reply = outcome.json()
@@ -412,54 +371,27 @@ class CoveoExporter(Exporter):
 
     def _describe(self, outcome: HttpOutcome) -> str:
         if outcome.status is None:
-            text = f"no response ({outcome.error})"
-        else:
-            reply = outcome.json()
-            kind = reply.get("type") if isinstance(reply, dict) else None
-            message = outcome.server_message()
-            text = f"Coveo HTTP {outcome.status}" + (f" {kind}" if isinstance(kind, str) and kind else "")
-            text += f": {message}" if message else ""
-        return redact(text, self._secrets)
+            return f"no response ({outcome.error})"
+        reply = outcome.json()
+        kind = reply.get("type") if isinstance(reply, dict) else None
+        message = outcome.server_message()
+        text = f"Coveo HTTP {outcome.status}" + (f" {kind}" if isinstance(kind, str) and kind else "")
+        text += f": {message}" if message else ""
+        if outcome.status in (401, 403):
+            text += " (check access_token and its Analytics data privilege)"
+        return text
 
     def export(self, batch: Batch) -> ExportResult:
-        deadline = batch.deadline
-        calls = [functools.partial(self._send, event, deadline) for event in batch.events]
-        results = self._sender.run(calls, deadline=deadline)
-        rejected: dict[str, str] = {}
-        failed: list[str] = []
-        retry: list[Event] = []
-        retry_after: float | None = None
-        messages: list[str] = []
-        for event, sent in zip(batch.events, results, strict=True):
-            if sent is None or (sent.rejected is None and sent.outcome is None):
-                retry.append(event)
-                messages.append("not sent before the export deadline")
-                continue
-            if sent.rejected is not None:
-                rejected[event.event_id] = f"coveo: {sent.rejected}"
-                continue
-            outcome = sent.outcome
-            assert outcome is not None
-            if outcome.ok:
-                continue
-            reason = self._describe(outcome)
-            messages.append(reason)
-            if _retryable(outcome):
-                retry.append(event)
-                if outcome.retry_after is not None:
-                    retry_after = max(retry_after or 0.0, outcome.retry_after)
+        outcomes = ExportOutcomes(batch, label="coveo")
+        bodies = outcomes.prepare(batch.events, lambda event: build_payload(event, self.options))
+        calls = [functools.partial(self._send, event, body, batch.deadline) for event, body in bodies]
+        answers = self._sender.run(calls, deadline=batch.deadline)
+        for (event, _body), outcome in zip(bodies, answers, strict=True):
+            if outcome is None:
+                outcomes.retry((event,), "not sent before the export deadline")
             else:
-                rejected[event.event_id] = reason
-                if outcome.status in (401, 403):
-                    failed.append(event.event_id)
-        message = messages[0] if messages else ""
-        if failed and len(failed) == len(batch.events):
-            return ExportResult.failure(f"{message} (check access_token and its Analytics data privilege)")
-        if retry and not rejected and len(retry) == len(batch.events):
-            return ExportResult.retry(message, after=retry_after)
-        if retry or rejected:
-            return ExportResult.partial(rejected, retry=retry, retry_after=retry_after, message=message)
-        return ExportResult.success()
+                outcomes.record((event,), outcome, reason=self._describe(outcome), one_event=True)
+        return outcomes.result()
 
     def stats(self) -> Mapping[str, Any]:
         with self._lock:

@@ -40,8 +40,12 @@ __all__ = [
     "user_agent",
 ]
 
-#: Statuses worth trying again: the request may succeed later unchanged.
-RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+#: Statuses worth sending the same request again for: 408 (the server timed out waiting), 429 (rate limited)
+#: and every 5xx except 501 (Not Implemented) and 505 (HTTP Version Not Supported), which waiting will not
+#: change. Other 5xx (including proxies' 520-599) are the backend struggling and usually pass. No response at all
+#: (refused, reset, timed out) is retryable too; see ``HttpOutcome.retryable``. The one definition every
+#: exporter uses.
+RETRYABLE_STATUSES = frozenset({408, 429, *range(500, 600)}) - {501, 505}
 
 T = TypeVar("T")
 
@@ -82,11 +86,22 @@ def check_url(url: str, *, option: str, allow_insecure_http: bool = False) -> st
 
 
 def redact(text: str, secrets: Iterable[str | None]) -> str:
-    """``text`` with every secret replaced by ``***`` (for messages that quote server or library errors)."""
+    """``text`` with every secret replaced by ``***`` (for messages that quote server or library errors).
+
+    ``HttpClient`` already applies it to everything its outcomes hold; exporters only need it for text that
+    did not come through one.
+    """
     for secret in secrets:
         if secret and len(secret) >= 4:
             text = text.replace(secret, "***")
     return text
+
+
+def _redact_bytes(body: bytes, secrets: Sequence[str]) -> bytes:
+    for secret in secrets:
+        if len(secret) >= 4:
+            body = body.replace(secret.encode("utf-8"), b"***")
+    return body
 
 
 @attrs.frozen
@@ -146,7 +161,7 @@ class HttpOutcome:
 def outcome_to_result(outcome: HttpOutcome, *, what: str = "request") -> ExportResult:
     """The one mapping from an HTTP outcome to an export result.
 
-    2xx: success. 408, 429, 500, 502, 503, 504 and connection errors: retry, passing on Retry-After.
+    2xx: success. ``RETRYABLE_STATUSES`` and connection errors: retry, passing on Retry-After.
     Anything else (other 4xx, redirects that were not followed): permanent failure with the server's message.
     """
     if outcome.ok:
@@ -174,9 +189,12 @@ def _read_until(response: requests.Response, stop_when: Callable[[Mapping[str, s
 
 
 class HttpClient:
-    """One ``requests.Session`` per exporter: keep-alive, TLS verification on, no redirects for POSTs.
+    """One ``requests.Session`` per exporter: keep-alive, TLS verification on, no redirects, no cookies.
 
     ``secrets`` are the values (API keys, tokens) that must never appear in anything this client reports.
+    They are removed here, once, from the whole body, headers and error text of every outcome, before anyone
+    can shorten them: a secret cut in two by a truncation could no longer be found and would leak all but its
+    tail. So exporters quote outcomes (``describe()``, ``server_message()``, ``text``) as they are.
     """
 
     def __init__(
@@ -269,12 +287,16 @@ class HttpClient:
         status = response.status_code
         if 300 <= status < 400:
             location = response.headers.get("Location", "?")
-            return HttpOutcome(
-                status,
-                body=f"redirect to {location} not followed (point the exporter at the final URL)".encode(),
-                headers=dict(response.headers),
-            )
-        return HttpOutcome(status, body=content, headers=dict(response.headers))
+            content = f"redirect to {location} not followed (point the exporter at the final URL)".encode()
+        return self._outcome(status, content, response.headers)
+
+    def _outcome(self, status: int, body: bytes, headers: Mapping[str, str]) -> HttpOutcome:
+        """The outcome with every secret already removed (see the class docstring for why here)."""
+        secrets = self._secrets
+        if not secrets:
+            return HttpOutcome(status, body=body, headers=dict(headers))
+        clean_headers = {key: redact(value, secrets) for key, value in headers.items()}
+        return HttpOutcome(status, body=_redact_bytes(body, secrets), headers=clean_headers)
 
     def post_json(self, url: str, body: Any, **kwargs: Any) -> HttpOutcome:
         return self.request("POST", url, json_body=body, **kwargs)

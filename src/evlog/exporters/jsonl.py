@@ -11,8 +11,19 @@ from typing import IO, Any
 
 import attrs
 
+from evlog._errors import EventRejected
+from evlog._event import Event
 from evlog._serialize import event_to_dict
 from evlog.exporters._base import Batch, Exporter, ExportResult
+from evlog.exporters._result import ExportOutcomes
+
+
+def _line(event: Event) -> str:
+    try:
+        return json.dumps(event_to_dict(event), ensure_ascii=False, separators=(",", ":")) + "\n"
+    except (TypeError, ValueError) as exc:  # a processor put something JSON cannot hold into the event
+        raise EventRejected(f"event is not JSON-serializable ({exc})") from exc
+
 
 __all__ = ["JsonlExporter", "JsonlOptions"]
 
@@ -50,19 +61,20 @@ class JsonlExporter(Exporter):
         return self._file
 
     def export(self, batch: Batch) -> ExportResult:
-        lines = "".join(
-            json.dumps(event_to_dict(event), ensure_ascii=False, separators=(",", ":")) + "\n" for event in batch.events
-        )
+        outcomes = ExportOutcomes(batch, label="jsonl")
+        lines = outcomes.prepare(batch.events, _line)
         try:
             with self._lock:
                 fh = self._open()
-                fh.write(lines)
+                fh.write("".join(line for _event, line in lines))
                 fh.flush()
                 if self.options.fsync:
                     os.fsync(fh.fileno())
         except OSError as exc:
-            return ExportResult.retry(f"cannot write {self.options.path}: {exc}")
-        return ExportResult.success()
+            outcomes.retry((event for event, _ in lines), f"cannot write {self.options.path}: {exc}")
+        else:
+            outcomes.accept(event for event, _ in lines)
+        return outcomes.result()
 
     def shutdown(self, timeout: float) -> None:
         with self._lock:

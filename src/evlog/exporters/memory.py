@@ -9,6 +9,7 @@ import attrs
 
 from evlog._event import Event
 from evlog.exporters._base import Batch, Exporter, ExportResult
+from evlog.exporters._result import ExportOutcomes
 
 __all__ = ["MemoryExporter", "MemoryOptions"]
 
@@ -56,7 +57,9 @@ class MemoryExporter(Exporter):
             if limit and len(self._events) > limit:
                 del self._events[: len(self._events) - limit]
             self._arrived.notify_all()
-        return ExportResult.success()
+        outcomes = ExportOutcomes(batch)
+        outcomes.accept_rest()
+        return outcomes.result()
 
     def reset_after_fork(self) -> None:
         self._lock = threading.Lock()

@@ -25,6 +25,7 @@ from evlog._event import Event, ExceptionInfo
 from evlog._version import __version__
 from evlog.exporters import _otel_api
 from evlog.exporters._base import Batch, Exporter, ExportResult
+from evlog.exporters._result import ExportOutcomes
 
 __all__ = ["OtelExporter", "OtelOptions"]
 
@@ -288,12 +289,13 @@ class OtelExporter(Exporter):
     # --- export ------------------------------------------------------------------------------------------
 
     def export(self, batch: Batch) -> ExportResult:
+        outcomes = ExportOutcomes(batch)
         try:
             logger = self._resolve()
         except ConfigError as exc:
-            return ExportResult.failure(f"cannot build an OpenTelemetry logger provider: {exc}")
+            outcomes.refuse(batch.events, f"cannot build an OpenTelemetry logger provider: {exc}")
+            return outcomes.result()
         observed = time.time_ns()
-        rejected: dict[str, str] = {}
         for event in batch.events:
             try:
                 _otel_api.emit(
@@ -307,11 +309,11 @@ class OtelExporter(Exporter):
                     attributes=self._attributes(event),
                 )
             except Exception as exc:
-                rejected[event.event_id] = f"the OpenTelemetry SDK refused the record: {type(exc).__name__}: {exc}"
-        self._emitted += len(batch) - len(rejected)
-        if rejected:
-            return ExportResult.partial(rejected, message=next(iter(rejected.values())))
-        return ExportResult.success()
+                outcomes.reject(event, f"the OpenTelemetry SDK refused the record: {type(exc).__name__}: {exc}")
+            else:
+                outcomes.accept((event,))
+                self._emitted += 1
+        return outcomes.result()
 
     def _sdk_failures(self) -> int:
         return sum(exporter.failed for exporter in self._owned or ())

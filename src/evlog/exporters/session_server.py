@@ -21,12 +21,13 @@ from urllib.parse import quote
 
 import attrs
 
-from evlog._errors import ConfigError
+from evlog._errors import ConfigError, EventRejected
 from evlog._event import Event
 from evlog._guard import guarded
 from evlog._serialize import rfc3339
-from evlog.exporters._base import Batch, Exporter, ExportResult, ExportStatus
-from evlog.exporters.http import HttpClient, HttpOutcome, ParallelSender, check_url, outcome_to_result, redact
+from evlog.exporters._base import Batch, Exporter, ExportResult
+from evlog.exporters._result import ExportOutcomes
+from evlog.exporters.http import HttpClient, HttpOutcome, ParallelSender, check_url, outcome_to_result
 
 __all__ = ["SessionServerExporter", "SessionServerOptions"]
 
@@ -80,15 +81,11 @@ class SessionServerOptions:
     max_batch_size: int = attrs.field(default=256, validator=attrs.validators.ge(1))
 
 
-class _Rejected(Exception):
-    """An event the server would refuse with 400: reported before sending, with the rule it breaks."""
-
-
 def _opt_str(payload: dict[str, Any], key: str, value: object) -> None:
     if value is None:
         return
     if type(value) is not str:
-        raise _Rejected(f"{key} must be a string, got {type(value).__name__} {value!r:.60}")
+        raise EventRejected(f"{key} must be a string, got {type(value).__name__} {value!r:.60}")
     payload[key] = value
 
 
@@ -100,20 +97,20 @@ def _source_line(value: object) -> int:
         return int(value)
     if type(value) is str and value.strip().isdigit():
         return int(value.strip())
-    raise _Rejected(f"exception.source_line must be an integer, got {type(value).__name__} {value!r:.60}")
+    raise EventRejected(f"exception.source_line must be an integer, got {type(value).__name__} {value!r:.60}")
 
 
 def _string_list(key: str, values: object) -> list[str]:
     if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)):
-        raise _Rejected(f"{key} must be a list of strings, got {type(values).__name__}")
+        raise EventRejected(f"{key} must be a list of strings, got {type(values).__name__}")
     for item in values:
         if type(item) is not str:
-            raise _Rejected(f"{key} must hold only strings, got {type(item).__name__} {item!r:.60}")
+            raise EventRejected(f"{key} must hold only strings, got {type(item).__name__} {item!r:.60}")
     return list(values)
 
 
 def event_payload(event: Event, *, severity_in_category: bool = False) -> dict[str, Any]:
-    """The body of ``POST /api/sessions/{id}/events`` for ``event``; ``_Rejected`` names a broken rule."""
+    """The body of ``POST /api/sessions/{id}/events`` for ``event``; ``EventRejected`` names a broken rule."""
     payload: dict[str, Any] = {"name": event.name, "timestamp": rfc3339(event.timestamp)}
     level = event.level.value
     payload["level"] = level
@@ -126,7 +123,7 @@ def event_payload(event: Event, *, severity_in_category: bool = False) -> dict[s
         payload["labels"] = _string_list("labels", event.labels)
     _opt_str(payload, "message", event.message)
     if not isinstance(event.data, Mapping):
-        raise _Rejected(f"data must be an object (a mapping), got {type(event.data).__name__}")
+        raise EventRejected(f"data must be an object (a mapping), got {type(event.data).__name__}")
     payload["data"] = dict(event.data)
     info = event.exception
     if info is not None:
@@ -145,7 +142,7 @@ def _encode(payload: Mapping[str, Any]) -> bytes:
     try:
         return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
     except (TypeError, ValueError) as exc:
-        raise _Rejected(f"data cannot be sent as JSON ({exc})") from None
+        raise EventRejected(f"data cannot be sent as JSON ({exc})") from None
 
 
 class SessionServerExporter(Exporter):
@@ -197,10 +194,6 @@ class SessionServerExporter(Exporter):
         """The session events go to (None until it was created)."""
         return self._session_id
 
-    def _describe(self, outcome: HttpOutcome) -> str:
-        """The outcome in words, without the API key even if the server echoed it."""
-        return redact(outcome.describe(), [self.options.api_key])
-
     def _url(self, session_id: str, op: str) -> str:
         return f"{self._base}/api/sessions/{quote(session_id, safe='')}/{op}"
 
@@ -219,8 +212,7 @@ class SessionServerExporter(Exporter):
             body["machine_id"] = opts.machine_id
         outcome = self._post(f"{self._base}/api/sessions", _encode(body), timeout)
         if not outcome.ok:
-            result = outcome_to_result(outcome, what="creating a session (POST /api/sessions)")
-            return None, attrs.evolve(result, message=redact(result.message, [opts.api_key]))
+            return None, outcome_to_result(outcome, what="creating a session (POST /api/sessions)")
         reply = outcome.json()
         found = None
         if isinstance(reply, dict):
@@ -256,74 +248,47 @@ class SessionServerExporter(Exporter):
     # --- export -----------------------------------------------------------------------------------------
 
     def export(self, batch: Batch) -> ExportResult:
-        rejected: dict[str, str] = {}
-        bodies: list[tuple[Event, bytes]] = []
-        for event in batch.events:
-            try:
-                payload = event_payload(event, severity_in_category=self.options.severity_in_category)
-                bodies.append((event, _encode(payload)))
-            except _Rejected as exc:
-                rejected[event.event_id] = f"not sent: the session server would refuse it with 400: {exc}"
+        outcomes = ExportOutcomes(batch, label="not sent: the session server would refuse it with 400")
+        severity = self.options.severity_in_category
+        bodies = outcomes.prepare(batch.events, lambda e: _encode(event_payload(e, severity_in_category=severity)))
         if not bodies:
-            return ExportResult.partial(rejected)
+            return outcomes.result()
+        events = [event for event, _ in bodies]
         sid, problem = self._ensure_session(batch)
         if sid is None:
             assert problem is not None
-            return self._whole_batch(problem, bodies, rejected)
-
-        outcomes = self._send(sid, bodies, batch)
-        gone = [(event, body) for (event, body), outcome in zip(bodies, outcomes, strict=True) if _is_gone(outcome)]
-        gone_reason = ""
+            outcomes.merge(events, problem)  # the session could not be created: every sendable event shares why
+            return outcomes.result()
+        answers = self._send(sid, bodies, batch)
+        self._record(outcomes, bodies, answers)
+        gone = [(event, body) for (event, body), answer in zip(bodies, answers, strict=True) if _is_gone(answer)]
         if gone:
             # The session is unknown to the server (expired, or the server lost its data). Replace it once;
             # what still gets 404 is undeliverable: retrying a 404 would never end.
             new_sid, why = self._replace_session(batch)
             if new_sid is None:
-                gone_reason = f"session {sid} not found on the server (404): undeliverable ({why})"
+                reason = f"session {sid} not found on the server (404): undeliverable ({why})"
+                for event, _ in gone:
+                    outcomes.reject(event, reason)
             else:
-                gone_reason = f"404 from the server for session {sid} and again for its replacement {new_sid}"
-                resent = dict(zip([e.event_id for e, _ in gone], self._send(new_sid, gone, batch), strict=True))
-                outcomes = [
-                    resent.get(event.event_id, outcome) for (event, _), outcome in zip(bodies, outcomes, strict=True)
-                ]
+                self._record(outcomes, gone, self._send(new_sid, gone, batch), replacing=(sid, new_sid))
+        return outcomes.result()
 
-        retry: list[Event] = []
-        retry_after: float | None = None
-        first_retry = ""
-        for (event, _body), outcome in zip(bodies, outcomes, strict=True):
-            if outcome.ok:
-                continue
-            if _is_gone(outcome):
-                rejected[event.event_id] = gone_reason
-            elif outcome.retryable:
-                retry.append(event)
-                first_retry = first_retry or self._describe(outcome)
-                if outcome.retry_after is not None:
-                    retry_after = max(retry_after or 0.0, outcome.retry_after)
-            else:
-                rejected[event.event_id] = f"refused by the session server: {self._describe(outcome)}"
-        if not rejected and not retry:
-            return ExportResult.success()
-        message = f"session server: {first_retry}" if first_retry else ""
-        if not rejected and len(retry) == len(batch.events):
-            return ExportResult.retry(message, after=retry_after)
-        return ExportResult.partial(rejected, retry=retry, retry_after=retry_after, message=message)
-
-    def _whole_batch(
-        self, problem: ExportResult, bodies: list[tuple[Event, bytes]], rejected: dict[str, str]
-    ) -> ExportResult:
-        """Every sendable event shares ``problem`` (the session could not be created)."""
-        events = [event for event, _ in bodies]
-        if problem.status is ExportStatus.RETRY:
-            if not rejected:
-                return problem
-            return ExportResult.partial(
-                rejected, retry=events, retry_after=problem.retry_after, message=problem.message
-            )
-        if not rejected:
-            return problem
-        rejected.update({event.event_id: problem.message for event in events})
-        return ExportResult.partial(rejected, message=problem.message)
+    @staticmethod
+    def _record(
+        outcomes: ExportOutcomes,
+        bodies: list[tuple[Event, bytes]],
+        answers: list[HttpOutcome],
+        replacing: tuple[str, str] | None = None,
+    ) -> None:
+        for (event, _body), answer in zip(bodies, answers, strict=True):
+            if _is_gone(answer):
+                if replacing is not None:
+                    old, new = replacing
+                    outcomes.reject(event, f"404 from the server for session {old} and again for its replacement {new}")
+                continue  # the caller replaces the session and sends it again
+            prefix = "session server" if answer.retryable else "refused by the session server"
+            outcomes.record((event,), answer, reason=f"{prefix}: {answer.describe()}", one_event=True)
 
     def _send(self, sid: str, bodies: list[tuple[Event, bytes]], batch: Batch) -> list[HttpOutcome]:
         url = self._url(sid, "events")
@@ -365,9 +330,9 @@ class SessionServerExporter(Exporter):
                     self._counts["heartbeats_sent"] += 1
                     continue
                 self._counts["heartbeats_failed"] += 1
-                self._last_error = f"heartbeat: {self._describe(outcome)}"
+                self._last_error = f"heartbeat: {outcome.describe()}"
             with guarded():
-                _log.debug("evlog: session server heartbeat failed: %s", self._describe(outcome))
+                _log.debug("evlog: session server heartbeat failed: %s", outcome.describe())
 
     def _stop_heartbeat(self, timeout: float) -> None:
         self._heartbeat_stop.set()
@@ -412,9 +377,9 @@ class SessionServerExporter(Exporter):
         if outcome.ok:
             self._ended = op
             return
-        self._last_error = f"{op}: {self._describe(outcome)}"
+        self._last_error = f"{op}: {outcome.describe()}"
         with guarded():
-            _log.warning("evlog: could not %s session %s on the session server: %s", op, sid, self._describe(outcome))
+            _log.warning("evlog: could not %s session %s on the session server: %s", op, sid, outcome.describe())
 
     def reset_after_fork(self) -> None:
         # The child has no heartbeat thread and must not share the parent's sockets. A session the parent

@@ -20,11 +20,13 @@ from typing import Any
 
 import attrs
 
+from evlog._errors import EventRejected
 from evlog._event import Event, User
 from evlog._values import to_json_data
 from evlog._version import __version__
 from evlog.exporters._base import Batch, Exporter, ExportResult
-from evlog.exporters.http import HttpClient, HttpOutcome, check_url, redact
+from evlog.exporters._result import ExportOutcomes
+from evlog.exporters.http import HttpClient, HttpOutcome, check_url
 
 __all__ = [
     "DEFAULT_ENDPOINT",
@@ -52,8 +54,6 @@ TRUNCATION_KEY = "evlog_truncated"
 
 # "Statsig drops events that match this regex/contain this character set: \\[\]{}<>#=;&$%|\u0000\n\r"
 _BANNED_NAME_CHARS = re.compile(r"[\\\[\]{}<>#=;&$%|\x00\n\r]")
-# Statsig's SDKs treat these as transient too; 501 (Not Implemented) will not change by waiting.
-_RETRYABLE = frozenset({408, 429, *range(500, 600)}) - {501}
 # Room for everything around the events: {"events":[...],"statsigMetadata":{...}}.
 _ENVELOPE_SLACK = 512
 
@@ -203,17 +203,17 @@ class StatsigExporter(Exporter):
             return value[:MAX_STRING_CHARS]
         return value
 
-    def _prepare(self, event: Event) -> _Prepared | str:
-        """The event's JSON, or the reason it cannot be sent (naming the Statsig rule it breaks)."""
+    def _prepare(self, event: Event) -> _Prepared:
+        """The event's JSON; ``EventRejected`` naming the Statsig rule it breaks when it cannot be sent."""
         name = event.name
         if not isinstance(name, str) or not name:
-            return "statsig: eventName must be a non-empty string"
+            raise EventRejected("eventName must be a non-empty string")
         if len(name) > MAX_STRING_CHARS:
-            return f"statsig: event name is {len(name)} characters, Statsig's limit is {MAX_STRING_CHARS}"
+            raise EventRejected(f"event name is {len(name)} characters, Statsig's limit is {MAX_STRING_CHARS}")
         bad = _BANNED_NAME_CHARS.search(name)
         if bad:
-            return (
-                f"statsig: event name contains {bad.group()!r}, which Statsig drops events for "
+            raise EventRejected(
+                f"event name contains {bad.group()!r}, which Statsig drops events for "
                 "(banned characters: \\ [ ] { } < > # = ; & $ % | NUL CR LF)"
             )
         wire: dict[str, Any] = {"eventName": name}
@@ -232,10 +232,10 @@ class StatsigExporter(Exporter):
             wire["metadata"] = meta
             payload = _dumps(wire).encode("utf-8")
         except (TypeError, ValueError) as exc:  # a processor put something JSON cannot hold into the event
-            return f"statsig: event is not JSON-serializable ({exc})"
+            raise EventRejected(f"event is not JSON-serializable ({exc})") from exc
         if len(payload) > self.options.max_request_bytes - _ENVELOPE_SLACK:
-            return (
-                f"statsig: event is {len(payload)} bytes serialized, more than a whole request may be "
+            raise EventRejected(
+                f"event is {len(payload)} bytes serialized, more than a whole request may be "
                 f"({self.options.max_request_bytes} bytes)"
             )
         return _Prepared(event, payload)
@@ -285,66 +285,32 @@ class StatsigExporter(Exporter):
             timeout=batch.time_left(self.options.timeout),
         )
 
-    def _describe(self, outcome: HttpOutcome) -> str:
-        return redact(f"statsig: {outcome.describe()}", [self.options.api_key])
-
     def export(self, batch: Batch) -> ExportResult:
         self._counting = batch.attempt == 0
-        rejected: dict[str, str] = {}
-        prepared: list[_Prepared] = []
-        for event in batch.events:
-            item = self._prepare(event)
-            if isinstance(item, str):
-                rejected[event.event_id] = item
-            else:
-                prepared.append(item)
+        outcomes = ExportOutcomes(batch, label="statsig")
+        prepared = [item for _event, item in outcomes.prepare(batch.events, self._prepare)]
         chunks = self._chunks(prepared)
         if len(chunks) > 1:
             self._count("split_exports")
-        retry: list[Event] = []
-        retry_after: float | None = None
-        messages: list[str] = []
         for index, chunk in enumerate(chunks):
             if batch.deadline is not None and batch.time_left(1.0) <= 0:
-                retry.extend(item.event for rest in chunks[index:] for item in rest)
-                messages.append("statsig: export deadline reached before every request was sent")
+                unsent = [item.event for later in chunks[index:] for item in later]
+                outcomes.retry(unsent, "statsig: export deadline reached before every request was sent")
                 break
+            events = [item.event for item in chunk]
             outcome = self._post(chunk, batch)
-            if outcome.ok:
-                parsed = outcome.json()
-                if isinstance(parsed, dict) and parsed.get("success") is False:
-                    reason = f"statsig: HTTP {outcome.status} with success=false: {outcome.server_message()}"
-                    reason = redact(reason, [self.options.api_key])
-                    rejected.update((item.event.event_id, reason) for item in chunk)
-                    messages.append(reason)
+            parsed = outcome.json() if outcome.ok else None
+            if isinstance(parsed, dict) and parsed.get("success") is False:
+                reason = f"statsig: HTTP {outcome.status} with success=false: {outcome.server_message()}"
+                outcomes.refuse(events, reason)
                 continue
-            message = self._describe(outcome)
-            messages.append(message)
-            if outcome.status is None or outcome.status in _RETRYABLE:
+            outcomes.record(events, outcome, reason=f"statsig: {outcome.describe()}")
+            if not outcome.ok and outcome.retryable:
                 # The backend is struggling: keep the rest of the batch for the retry instead of pushing on.
-                retry.extend(item.event for rest in chunks[index:] for item in rest)
-                retry_after = outcome.retry_after
+                rest = [item.event for later in chunks[index + 1 :] for item in later]
+                outcomes.retry(rest, f"statsig: {outcome.describe()}")
                 break
-            rejected.update((item.event.event_id, message) for item in chunk)
-        return self._result(batch, rejected, retry, retry_after, messages)
-
-    def _result(
-        self,
-        batch: Batch,
-        rejected: dict[str, str],
-        retry: list[Event],
-        retry_after: float | None,
-        messages: list[str],
-    ) -> ExportResult:
-        message = "; ".join(messages)
-        if not rejected and not retry:
-            return ExportResult.success()
-        if not rejected and len(retry) == len(batch.events):
-            return ExportResult.retry(message, after=retry_after)
-        reasons = set(rejected.values())
-        if not retry and len(rejected) == len(batch.events) and len(reasons) == 1 and messages:
-            return ExportResult.failure(reasons.pop())
-        return ExportResult.partial(rejected, retry=retry, retry_after=retry_after, message=message)
+        return outcomes.result()
 
     # --- lifecycle -------------------------------------------------------------------------------------
 
