@@ -206,7 +206,7 @@ def test_pipeline_end_to_end_with_stats(seller: Seller) -> None:
     evlog.configure(exporters={"adcp": options}, flush_interval=0.05, retry_initial_backoff=0.01)
     evlog.log_event("purchase", event_id="pipe-1", value=20, data={"currency": "EUR", "click_id": "c"})
     evlog.log_event("lead", event_id="pipe-2", user=User(ip="203.0.113.1"))  # breaks the user_match rule
-    assert evlog.flush(10)
+    assert evlog.flush(10) is False  # an event was refused: flush says not all was delivered
     stats = evlog.stats()["adcp"]
     assert stats.sent == 1
     assert stats.dropped == {"rejected": 1}

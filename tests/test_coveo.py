@@ -429,7 +429,7 @@ def test_pipeline_does_not_retry_400(server: RecordingServer) -> None:
     drops = configure(server)
     server.script(Reply(400, {"message": "Invalid value for outcome", "type": "InvalidObject"}))
     evlog.log_event("facetSearch", category="facet")
-    assert evlog.flush(5)
+    assert evlog.flush(5) is False  # an event was refused: flush says not all was delivered
     assert len(server.requests) == 1
     stats = evlog.stats()["coveo"]
     assert (stats.sent, stats.retried, dict(stats.dropped)) == (0, 0, {"rejected": 1})
@@ -439,7 +439,7 @@ def test_pipeline_does_not_retry_400(server: RecordingServer) -> None:
 def test_pipeline_reports_limit_rejections(server: RecordingServer) -> None:
     drops = configure(server)
     evlog.log_event("x" * 200, category="facet")
-    assert evlog.flush(5)
+    assert evlog.flush(5) is False  # an event was refused: flush says not all was delivered
     assert server.requests == []
     assert evlog.stats()["coveo"].dropped == {"rejected": 1}
     assert "eventValue is 200 characters" in drops[0].detail
@@ -505,6 +505,6 @@ def test_token_never_in_repr_or_logs(
     server.script(Reply(403, {"message": f"token {TOKEN} lacks a privilege", "type": "Forbidden"}))
     with caplog.at_level(logging.DEBUG, logger="evlog"):
         evlog.log_event("facetSearch", category="facet")
-        assert evlog.flush(5)
+        assert evlog.flush(5) is False  # an event was refused: flush says not all was delivered
     assert "lacks a privilege" in caplog.text
     assert TOKEN not in caplog.text

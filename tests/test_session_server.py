@@ -283,7 +283,7 @@ def test_no_retry_on_400(fake: DataCatFake) -> None:
     configure(fake, session_id=sid)
     fake.server.script(Reply(400, "Invalid request body\n"))
     evlog.log_event("refused")
-    assert evlog.flush()
+    assert evlog.flush() is False  # an event was refused: flush says not all was delivered
     stats = evlog.stats()["session_server"]
     assert stats.dropped == {"rejected": 1}
     assert (stats.sent, stats.retried) == (0, 0)
@@ -393,7 +393,7 @@ def test_404_again_after_replacing_the_session_is_undeliverable(
 def test_404_for_a_given_session_is_undeliverable_and_not_retried(fake: DataCatFake) -> None:
     configure(fake, session_id="0000-gone")
     evlog.log_event("lost")
-    assert evlog.flush()
+    assert evlog.flush() is False  # an event was refused: flush says not all was delivered
     stats = evlog.stats()["session_server"]
     assert (stats.sent, stats.retried, stats.dropped) == (0, 0, {"rejected": 1})
     assert fake.server.requests_to("/api/sessions") == []
@@ -425,7 +425,7 @@ def test_wrong_api_key_fails_without_printing_it(caplog: pytest.LogCaptureFixtur
     with DataCatFake(api_key="the-right-key") as secured:
         configure(secured, api_key=SECRET)
         evlog.log_event("refused")
-        assert evlog.flush()
+        assert evlog.flush() is False  # an event was refused: flush says not all was delivered
         stats = evlog.stats()["session_server"]
         assert stats.dropped == {"failed": 1}
         assert "Unauthorized" in caplog.text

@@ -278,10 +278,16 @@ def install(
             _state.ignore = types
         if capture_locals is not None:
             _state.capture_locals = bool(capture_locals)
-        if _state.sys_hook is None:
+        # Ours may have been replaced since (an app setting sys.excepthook after `import evlog` installed the
+        # hooks from the environment): install again on top, and let the replaced one pass through.
+        if _state.sys_hook is None or sys.excepthook is not _state.sys_hook:
+            if _state.sys_hook is not None:
+                _state.sys_hook.active = False
             _state.sys_hook = _SysHook(sys.excepthook)
             sys.excepthook = _state.sys_hook
-        if _state.thread_hook is None:
+        if _state.thread_hook is None or threading.excepthook is not _state.thread_hook:
+            if _state.thread_hook is not None:
+                _state.thread_hook.active = False
             _state.thread_hook = _ThreadHook(threading.excepthook)
             threading.excepthook = _state.thread_hook
     if asyncio_loop is not None:
