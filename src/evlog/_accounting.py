@@ -156,7 +156,10 @@ class Reporter:
             self._call_on_drop(Drop(reason, count, exporter, tuple(events), detail))
         if reason not in _QUIET:
             who = f"exporter {exporter!r}" if exporter else "every exporter"
-            text = f"dropped {count} event(s) for {who}: {reason.value}"
+            if reason is DropReason.OUTCOME_UNKNOWN:
+                text = f"outcome unknown for {count} event(s) of {who}"
+            else:
+                text = f"dropped {count} event(s) for {who}: {reason.value}"
             self.warn(f"drop:{reason.value}", text + (f" ({detail})" if detail else ""), exporter=exporter)
 
     def _call_on_drop(self, drop: Drop) -> None:
