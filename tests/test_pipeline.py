@@ -448,3 +448,30 @@ def test_drops_are_reported_while_the_app_keeps_logging_faster_than_the_backend(
         stop.set()
         producer.join()
         hanging.release()
+
+
+def test_a_retry_plan_fits_the_deadline_or_shortens_once_for_a_final_attempt() -> None:
+    from evlog._retry import RetryPolicy, plan_retry
+
+    policy = RetryPolicy(initial_backoff=0.5, max_backoff=2.0, deadline=60.0)
+
+    def plan(requested: float, *, shutdown: float | None = None, flush: float | None = None, final: bool = False):  # type: ignore[no-untyped-def]
+        return plan_retry(
+            policy,
+            attempt=0,
+            requested=requested,
+            first_attempt=0.0,
+            now=10.0,
+            shutdown_deadline=shutdown,
+            flush_deadline=flush,
+            final=final,
+        )
+
+    assert plan(1.0) == (1.0, False)  # a Retry-After that fits is honoured
+    assert plan(1.0, shutdown=20.0) == (1.0, False)
+    assert plan(30.0, shutdown=14.0) == (3.0, True)  # does not fit: shortened, a second is kept for the attempt
+    assert plan(30.0, shutdown=14.0, final=True) is None  # the final attempt was made: give up
+    assert plan(30.0, shutdown=10.01) is None  # no time for any attempt
+    assert plan(30.0, flush=12.0) == (1.0, False)  # a flush makes it hurry...
+    assert plan(30.0, flush=10.01) == (30.0, False)  # ...but never give up
+    assert plan(100.0) == (49.0, True)  # the batch's own deadline (first attempt + 60 s) is hard too

@@ -19,7 +19,7 @@ from evlog._accounting import DropReason, ExporterStats, Reporter, Stats
 from evlog._build import NO_RARE, Raw
 from evlog._config import Config
 from evlog._guard import guarded
-from evlog._pipeline import FlushMarker, Pipeline
+from evlog._pipeline import Pipeline
 from evlog._retry import RetryPolicy
 from evlog._router import FlushRequest, Router
 
@@ -134,7 +134,7 @@ class Client:
         if not self.router.started or self.closed:
             return not self.router.intake
         deadline = time.monotonic() + max(0.0, timeout)
-        request = FlushRequest([FlushMarker(deadline, pipeline) for pipeline in self.pipelines])
+        request = FlushRequest([pipeline.new_marker(deadline) for pipeline in self.pipelines])
         self.router.offer(request)
         self.router.wake()
         if not request.routed.wait(max(0.0, deadline - time.monotonic())):

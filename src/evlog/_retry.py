@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import attrs
 
-__all__ = ["MIN_ATTEMPT_SECONDS", "RetryPolicy", "fit_wait", "parse_retry_after"]
+__all__ = ["MIN_ATTEMPT_SECONDS", "RetryPolicy", "fit_wait", "parse_retry_after", "plan_retry"]
 
 
 @attrs.frozen
@@ -78,3 +78,36 @@ def fit_wait(wait: float, now: float, end: float) -> float | None:
     if wait + reserve <= left:
         return wait
     return max(0.0, left - reserve)
+
+
+def plan_retry(
+    policy: RetryPolicy,
+    *,
+    attempt: int,
+    requested: float | None,
+    first_attempt: float,
+    now: float,
+    shutdown_deadline: float | None,
+    flush_deadline: float | None,
+    final: bool,
+) -> tuple[float, bool] | None:
+    """(seconds before the next attempt, whether it is the last one); None: no attempt fits any more.
+
+    The batch's own deadline (``first_attempt + policy.deadline``) and shutdown's are hard: a wait that does
+    not fit is shortened once, for a final attempt, rather than given up on at once. A waiting flush only makes
+    the worker hurry: its deadline shortens the wait when it can, and never makes the worker give up.
+    """
+    if policy.deadline <= 0:
+        return None
+    wait = policy.delay(attempt, requested)
+    hard = first_attempt + policy.deadline
+    if shutdown_deadline is not None:
+        hard = min(hard, shutdown_deadline)
+    if flush_deadline is not None and flush_deadline < hard:
+        hurried = fit_wait(wait, now, flush_deadline)
+        if hurried is not None:
+            wait = hurried
+    fitted = fit_wait(wait, now, hard)
+    if fitted is None or (final and fitted < wait):
+        return None
+    return fitted, fitted < wait

@@ -15,10 +15,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from evlog._accounting import DropReason, Reporter
+from evlog._buffer import FlushMarker
 from evlog._build import Raw, materialize
 from evlog._event import Event
 from evlog._guard import guarded, in_evlog
-from evlog._pipeline import FlushMarker, Pipeline
+from evlog._pipeline import Pipeline
 from evlog.typing import Processor
 
 __all__ = ["FlushRequest", "Router"]
