@@ -380,3 +380,81 @@ def test_a_thread_crash_before_the_first_event_is_recorded_when_the_environment_
     events = _lines(path)
     assert [e["name"] for e in events] == ["exception"]
     assert events[0]["exception"]["exception_msg"] == "boom before anything was logged"  # type: ignore[index]
+
+
+# --- a prefork server -----------------------------------------------------------------------------------------
+
+_WSGI_APP = """
+import os
+import evlog
+
+evlog.configure(exporters={"jsonl": {"path": os.environ["EVENTS"]}}, flush_interval=60)
+
+
+def app(environ, start_response):
+    evlog.log_event("request", data={"path": environ["PATH_INFO"], "pid": os.getpid()})
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+"""
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _get(url: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=2) as reply:  # noqa: S310 - loopback
+            return reply.status == 200
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("preload", [True, False], ids=["preload", "per-worker"])
+def test_gunicorn_workers_deliver_every_event_when_the_master_gets_sigterm(tmp_path: Path, preload: bool) -> None:
+    pytest.importorskip("gunicorn")
+    (tmp_path / "wsgi_app.py").write_text(_WSGI_APP)
+    events = tmp_path / "events.jsonl"
+    port = _free_port()
+    args = [sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}", "wsgi_app:app"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVLOG_")}
+    env.update(EVENTS=str(events), HOME=str(tmp_path))  # HOME: where gunicorn puts its control socket
+    master = subprocess.Popen(
+        [*args, "--preload"] if preload else args, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert master.stderr is not None
+        for line in master.stderr:  # the master binds before it forks: once it listens, requests queue up
+            if "Listening at" in line:
+                break
+        else:
+            pytest.fail("gunicorn did not start")
+        results = []
+        lock = threading.Lock()
+
+        def client(n: int) -> None:
+            for i in range(10):
+                ok = _get(f"http://127.0.0.1:{port}/c{n}/r{i}")
+                with lock:
+                    results.append(ok)
+
+        clients = [threading.Thread(target=client, args=(n,)) for n in range(4)]
+        for c in clients:
+            c.start()
+        for c in clients:
+            c.join()
+        assert all(results) and len(results) == 40
+        master.send_signal(signal.SIGTERM)
+        assert master.wait(30) == 0
+    finally:
+        master.kill()
+        _, stderr = master.communicate()
+    assert sorted(e["data"]["path"] for e in _lines(events)) == sorted(  # type: ignore[index]
+        f"/c{n}/r{i}" for n in range(4) for i in range(10)
+    ), stderr[-2000:]
