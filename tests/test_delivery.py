@@ -410,7 +410,7 @@ def _get(url: str) -> bool:
     import urllib.request
 
     try:
-        with urllib.request.urlopen(url, timeout=2) as reply:  # noqa: S310 - loopback
+        with urllib.request.urlopen(url, timeout=2) as reply:
             return reply.status == 200
     except OSError:
         return False
