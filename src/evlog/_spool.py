@@ -17,6 +17,7 @@ code in the process that adopts it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import errno
 import fcntl
@@ -35,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 from evlog._event import Event, ExceptionInfo, Level, TraceContext, User
-import contextlib
 
 __all__ = ["ROW_OVERHEAD", "SUFFIX", "Spool", "adopt_orphans", "decode_event", "encode_event"]
 
@@ -63,7 +63,6 @@ CREATE TABLE events (
     pending INTEGER NOT NULL,  -- one bit per exporter (table exporters) still to deliver or refuse it
     body BLOB NOT NULL         -- encode_event(): JSON
 );
-CREATE INDEX events_by_id ON events(event_id);
 CREATE TABLE exporters (name TEXT PRIMARY KEY, bit INTEGER NOT NULL UNIQUE);
 PRAGMA application_id = {_APP_ID};
 PRAGMA user_version = {_FORMAT};
@@ -78,8 +77,31 @@ Warn = Callable[[str], None]
 _UTC = _dt.timezone.utc
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_UTC)
 _MICRO = _dt.timedelta(microseconds=1)
-# ensure_ascii: a str may hold lone surrogates, which only an escaped form carries through UTF-8 and back.
-_dumps = json.JSONEncoder(ensure_ascii=True, check_circular=False, separators=(",", ":")).encode
+
+
+def _not_json(value: object) -> object:
+    raise TypeError(f"{type(value).__name__} is not JSON data")
+
+
+def _make_dumps() -> Callable[[object], str]:
+    """One reusable C encoder: ``json.dumps`` builds a new one per call, half the cost of a small event.
+
+    ensure_ascii: a str may hold lone surrogates, which only an escaped form carries through UTF-8 and back.
+    No circular check: bodies are built from JSON-safe data (a cycle still fails, as RecursionError).
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # pragma: no cover - CPython always has the C accelerator
+        return json.JSONEncoder(ensure_ascii=True, check_circular=False, separators=(",", ":")).encode
+    encoder = make(None, _not_json, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True)
+    join = "".join
+
+    def dumps(value: object) -> str:
+        return join(encoder(value, 0))
+
+    return dumps
+
+
+_dumps = _make_dumps()
 _loads = json.loads
 _LEVELS = {level.value: level for level in Level}
 
@@ -279,12 +301,62 @@ _HOST_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 # -------------------------------------------------------------------------------------------------- Spool
 
 
+class _Live:
+    """event_id -> [weakref to the Event, seq, size, pending mask] for the rows whose Event is still in memory.
+
+    Why not an index on event_id: maintaining it doubled the spool's CPU per event. ``done`` is called with the
+    ids of events its caller still holds (a batch just exported), and those events came from ``append`` or
+    ``pending``, which register them here; so a dict finds their rows. An entry goes when its row goes, or, at a
+    sweep, when its Event is gone from memory: the map is bounded by the events the pipelines hold, not by the
+    spool (which may keep millions on disk). Rows without an entry (``unmapped``) are found by a table scan,
+    which normal operation never needs.
+    """
+
+    __slots__ = ("entries", "sweep_at", "unmapped")
+
+    def __init__(self, unmapped: int) -> None:
+        self.entries: dict[str, list[Any]] = {}
+        self.sweep_at = 4096
+        self.unmapped = unmapped
+
+    def add(self, event: Event, seq: int, size: int, mask: int) -> None:
+        entries = self.entries
+        entries[event.event_id] = [weakref.ref(event), seq, size, mask]
+        if len(entries) > self.sweep_at:
+            self.sweep()
+
+    def adopt(self, event: Event, seq: int, size: int, mask: int) -> None:
+        """A row read back from disk: map it again (it may still be mapped through another live copy)."""
+        entry = self.entries.get(event.event_id)
+        if entry is None:
+            self.unmapped -= 1
+            self.add(event, seq, size, mask)
+        elif entry[0]() is None:
+            entry[0] = weakref.ref(event)
+
+    def sweep(self) -> None:
+        entries = self.entries
+        dead = [key for key, entry in entries.items() if entry[0]() is None]
+        for key in dead:
+            del entries[key]
+        self.unmapped += len(dead)
+        self.sweep_at = max(2 * len(entries), 4096)
+
+    def forget(self, event_id: str) -> None:
+        """Its row was deleted."""
+        if self.entries.pop(event_id, None) is None:
+            self.unmapped -= 1
+
+
 class Spool:
     """One spool file (<dir>/<hostname>-<pid>-<random>.evspool: sqlite, WAL), locked while this process owns it.
 
     Thread-safe: one connection guarded by one lock, because ``append`` runs on the router thread and
     ``done``/``pending`` on the workers'. No method raises: a disk that fails makes the spool *degraded* (one
     warning, then quiet, counted in ``not_persisted``) and evlog carries on in memory.
+
+    ``done`` must be given the ids of events its caller still holds (see ``_Live``); any other id still works,
+    through a table scan.
     """
 
     def __init__(self, path: Path, conn: sqlite3.Connection, lock_fd: int, warn: Warn) -> None:
@@ -295,20 +367,19 @@ class Spool:
         self._mutex = threading.Lock()
         self.max_bytes = 0
         self.max_age = 0.0
-        self._bits: dict[str, int] = {}
+        self._bits: dict[str, int] = dict(conn.execute("SELECT name, bit FROM exporters"))
         self._mask_names: tuple[object, int] = (None, 0)  # (last names collection, its mask): the router reuses one
-        self._events = 0
-        self._bytes = 0
+        events, size, last = conn.execute("SELECT count(*), coalesce(sum(size), 0), max(seq) FROM events").fetchone()
+        self._events: int = events
+        self._bytes: int = size + events * ROW_OVERHEAD
+        self._next_seq: int = (last or 0) + 1  # seqs are given here, so append knows them without asking sqlite
+        self._live = _Live(unmapped=events)
         self._not_persisted = 0
         self._dropped = 0
         self._unreadable = 0
         self._degraded_until: float | None = None
         self._warned: set[str] = set()
         self._closed = False
-        for name, bit in conn.execute("SELECT name, bit FROM exporters"):
-            self._bits[name] = bit
-        self._events, self._bytes = conn.execute("SELECT count(*), coalesce(sum(size), 0) FROM events").fetchone()
-        self._bytes += self._events * ROW_OVERHEAD
         _open_spools.add(self)
 
     # -- opening
@@ -381,7 +452,9 @@ class Spool:
                 return 0
             conn = self._conn
             saved_bits = self._bits.copy()
-            rows: list[tuple[str, float, int, int, bytes]] = []
+            rows: list[tuple[int, str, float, int, int, bytes]] = []
+            kept: list[Event] = []
+            seq = self._next_seq
             size_sum = 0
             now = time.time()
             try:
@@ -396,9 +469,11 @@ class Spool:
                             continue
                         size = len(body)
                         size_sum += size
-                        rows.append((event.event_id, now, size, self._mask(names), body))
+                        rows.append((seq, event.event_id, now, size, self._mask(names), body))
+                        kept.append(event)
+                        seq += 1
                     conn.executemany(
-                        "INSERT INTO events(event_id, created, size, pending, body) VALUES (?,?,?,?,?)", rows
+                        "INSERT INTO events(seq, event_id, created, size, pending, body) VALUES (?,?,?,?,?,?)", rows
                     )
                     conn.execute("COMMIT")
                 except BaseException:
@@ -411,8 +486,12 @@ class Spool:
                 self._mask_names = (None, 0)
                 return 0
             self._degraded_until = None
+            self._next_seq = seq
             self._events += len(rows)
             self._bytes += size_sum + ROW_OVERHEAD * len(rows)
+            add = self._live.add
+            for event, row in zip(kept, rows, strict=True):
+                add(event, row[0], row[3], row[4])
             return len(rows)
 
     def _failed(self, what: str, exc: BaseException) -> None:
@@ -438,28 +517,31 @@ class Spool:
             if bit is None or self._closed:
                 return
             flag = 1 << bit
-            ids = list(event_ids)
+            entries = self._live.entries
+            gone: list[tuple[str, list[Any]]] = []
+            kept: list[list[Any]] = []
+            missing: list[str] = []
+            for event_id in event_ids:
+                entry = entries.get(event_id)
+                if entry is None:
+                    missing.append(event_id)
+                elif entry[3] & flag:
+                    if entry[3] == flag:
+                        gone.append((event_id, entry))
+                    else:
+                        kept.append(entry)
             conn = self._conn
             try:
                 conn.execute("BEGIN")
                 try:
-                    gone: list[tuple[int]] = []
-                    kept: list[tuple[int, int]] = []
-                    freed = 0
-                    for start in range(0, len(ids), _CHUNK):
-                        chunk = ids[start : start + _CHUNK]
-                        sql = f"SELECT seq, pending, size FROM events WHERE event_id IN ({_marks(len(chunk))})"  # noqa: S608
-                        for seq, pending, size in conn.execute(sql, chunk):
-                            if pending & flag:
-                                if pending == flag:
-                                    gone.append((seq,))
-                                    freed += size
-                                else:
-                                    kept.append((pending & ~flag, seq))
-                    if gone:
-                        conn.executemany("DELETE FROM events WHERE seq = ?", gone)
-                    if kept:
-                        conn.executemany("UPDATE events SET pending = ? WHERE seq = ?", kept)
+                    unmapped = self._unmapped_rows(missing, flag) if missing and self._live.unmapped > 0 else []
+                    seqs = [e[1] for _, e in gone]
+                    for start in range(0, len(seqs), _CHUNK):  # one statement per chunk: cheaper than executemany
+                        chunk = seqs[start : start + _CHUNK]
+                        conn.execute(f"DELETE FROM events WHERE seq IN ({_marks(len(chunk))})", chunk)  # noqa: S608
+                    conn.executemany(
+                        "UPDATE events SET pending = ? WHERE seq = ?", [(e[3] & ~flag, e[1]) for e in kept]
+                    )
                     conn.execute("COMMIT")
                 except BaseException:
                     conn.execute("ROLLBACK")
@@ -467,8 +549,32 @@ class Spool:
             except Exception as exc:
                 self._failed("update", exc)
                 return
+            forget = self._live.forget
+            for event_id, entry in gone:
+                forget(event_id)
+                self._bytes -= entry[2] + ROW_OVERHEAD
+            for entry in kept:
+                entry[3] &= ~flag
             self._events -= len(gone)
-            self._bytes -= freed + ROW_OVERHEAD * len(gone)
+            for size in unmapped:
+                self._live.unmapped -= 1
+                self._bytes -= size + ROW_OVERHEAD
+                self._events -= 1
+
+    def _unmapped_rows(self, event_ids: list[str], flag: int) -> list[int]:
+        """The slow path of ``done``: clear ``flag`` on rows found by scanning; the sizes of the rows deleted."""
+        conn = self._conn
+        deleted: list[int] = []
+        for start in range(0, len(event_ids), _CHUNK):
+            chunk = event_ids[start : start + _CHUNK]
+            sql = f"SELECT seq, pending, size FROM events WHERE event_id IN ({_marks(len(chunk))})"  # noqa: S608
+            for seq, pending, size in conn.execute(sql, chunk).fetchall():
+                if pending == flag:
+                    conn.execute("DELETE FROM events WHERE seq = ?", (seq,))
+                    deleted.append(size)
+                elif pending & flag:
+                    conn.execute("UPDATE events SET pending = ? WHERE seq = ?", (pending & ~flag, seq))
+        return deleted
 
     def pending(self, exporter: str, *, limit: int, after: int = 0) -> list[tuple[int, Event]]:
         """Up to ``limit`` events still pending for ``exporter`` with ``seq > after``, in log order.
@@ -483,41 +589,46 @@ class Spool:
             out: list[tuple[int, Event]] = []
             try:
                 rows = self._conn.execute(
-                    "SELECT seq, body FROM events WHERE seq > ? AND pending & ? ORDER BY seq LIMIT ?",
+                    "SELECT seq, event_id, size, pending, body FROM events WHERE seq > ? AND pending & ?"
+                    " ORDER BY seq LIMIT ?",
                     (after, 1 << bit, limit),
                 ).fetchall()
-                bad: list[tuple[int]] = []
-                for seq, body in rows:
+                bad: list[tuple[int, str, int]] = []
+                for seq, event_id, size, mask, body in rows:
                     try:
-                        out.append((seq, decode_event(body)))
+                        event = decode_event(body)
                     except Exception as exc:
-                        bad.append((seq,))
+                        bad.append((seq, event_id, size))
                         self._warn_once("decode", f"evlog spool: unreadable event in {str(self.path)!r} ({exc!r})")
+                        continue
+                    out.append((seq, event))
+                    self._live.adopt(event, seq, size, mask)
                 if bad:
-                    self._delete_seqs(bad)
+                    self._conn.execute("BEGIN")
+                    try:
+                        self._delete_rows(bad)
+                        self._conn.execute("COMMIT")
+                    except BaseException:
+                        self._conn.execute("ROLLBACK")
+                        raise
                     self._unreadable += len(bad)
             except Exception as exc:
                 self._failed("read", exc)
             return out
 
-    def _delete_seqs(self, seqs: list[tuple[int]]) -> None:
-        conn = self._conn
-        for start in range(0, len(seqs), _CHUNK):
-            chunk = [s for (s,) in seqs[start : start + _CHUNK]]
-            marks = _marks(len(chunk))
-            n, size = conn.execute(
-                f"SELECT count(*), coalesce(sum(size), 0) FROM events WHERE seq IN ({marks})",  # noqa: S608
-                chunk,
-            ).fetchone()
-            conn.execute(f"DELETE FROM events WHERE seq IN ({marks})", chunk)  # noqa: S608
-            self._events -= n
-            self._bytes -= size + ROW_OVERHEAD * n
+    def _delete_rows(self, rows: list[tuple[int, str, int]]) -> None:
+        """Delete (seq, event_id, size) rows; the counters follow (the caller commits)."""
+        self._conn.executemany("DELETE FROM events WHERE seq = ?", [(seq,) for seq, _, _ in rows])
+        for _, event_id, size in rows:
+            self._live.forget(event_id)
+            self._bytes -= size + ROW_OVERHEAD
+        self._events -= len(rows)
 
     def enforce_limits(self, now: float | None = None) -> list[tuple[Event, frozenset[str]]]:
         """Drop the oldest rows while the spool is over ``max_bytes`` or they are older than ``max_age``.
 
         Returns each dropped event with the exporters that lost it, for the caller to count. Cheap when nothing
-        is over: the byte total is kept in memory and only the oldest row's age is read.
+        is over: the byte total is kept in memory and only the oldest rows are read.
         """
         now = time.time() if now is None else now
         dropped: list[tuple[Event, frozenset[str]]] = []
@@ -528,28 +639,26 @@ class Spool:
             cutoff = now - self.max_age if self.max_age > 0 else None
             try:
                 while self._events:
-                    over = self.max_bytes > 0 and self._bytes > self.max_bytes
+                    excess = self._bytes - self.max_bytes if self.max_bytes > 0 else 0
                     rows = self._conn.execute(
-                        "SELECT seq, created, size, pending, body FROM events ORDER BY seq LIMIT 256"
+                        "SELECT seq, event_id, created, size, pending, body FROM events ORDER BY seq LIMIT 256"
                     ).fetchall()
-                    victims: list[tuple[int]] = []
-                    excess = self._bytes - self.max_bytes if over else 0
-                    for seq, created, size, pending, body in rows:
-                        if excess > 0 or (cutoff is not None and created < cutoff):
-                            victims.append((seq,))
-                            excess -= size + ROW_OVERHEAD
-                            lost = frozenset(names[b] for b in names if pending >> b & 1)
-                            try:
-                                dropped.append((decode_event(body), lost))
-                            except Exception:
-                                self._unreadable += 1
-                        else:
+                    victims: list[tuple[int, str, int]] = []
+                    for seq, event_id, created, size, pending, body in rows:
+                        if excess <= 0 and (cutoff is None or created >= cutoff):
                             break
+                        victims.append((seq, event_id, size))
+                        excess -= size + ROW_OVERHEAD
+                        lost = frozenset(name for b, name in names.items() if pending >> b & 1)
+                        try:
+                            dropped.append((decode_event(body), lost))
+                        except Exception:
+                            self._unreadable += 1
                     if not victims:
                         break
                     self._conn.execute("BEGIN")
                     try:
-                        self._delete_seqs(victims)
+                        self._delete_rows(victims)
                         self._conn.execute("COMMIT")
                     except BaseException:
                         self._conn.execute("ROLLBACK")
@@ -593,10 +702,9 @@ class Spool:
             empty = False
             with contextlib.suppress(sqlite3.Error):
                 empty = self._conn.execute("SELECT NOT EXISTS (SELECT 1 FROM events)").fetchone()[0] == 1
-            try:
+            self._live = _Live(unmapped=0)
+            with contextlib.suppress(sqlite3.Error):
                 self._conn.close()
-            except sqlite3.Error:  # pragma: no cover - close only fails with statements still open
-                pass
             try:
                 if empty:  # the files go while the lock is held, the lock file last: see _take_lock
                     _unlink(self.path, *_side_files(self.path), _lock_path(self.path))
@@ -618,10 +726,8 @@ class Spool:
         self._mutex = threading.Lock()  # the parent may have held it at fork time
         _abandoned.append(self._conn)
         if self._lock_fd is not None:
-            try:
+            with contextlib.suppress(OSError):
                 os.close(self._lock_fd)
-            except OSError:  # pragma: no cover
-                pass
             self._lock_fd = None
 
     def __repr__(self) -> str:
@@ -651,10 +757,8 @@ def _open_orphan(db: Path, lock_fd: int, warn: Warn) -> Spool | None:
         _unlink(db, *_side_files(db), _lock_path(db))
     except (sqlite3.Error, OSError, ValueError, TypeError) as exc:
         if conn is not None:
-            try:
+            with contextlib.suppress(sqlite3.Error):
                 conn.close()
-            except sqlite3.Error:  # pragma: no cover
-                pass
         aside = db.with_name(db.name + ".corrupt")
         try:
             os.replace(db, aside)
