@@ -31,7 +31,7 @@ import stat
 import threading
 import time
 import weakref
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -291,6 +291,20 @@ if hasattr(os, "register_at_fork"):  # pragma: no branch - every POSIX Python ha
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+@contextlib.contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN ... COMMIT, rolled back on any error; sqlite may have rolled back already (SQLITE_FULL does)."""
+    conn.execute("BEGIN")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        raise
+
+
 def _marks(n: int) -> str:
     """``?,?,...``: statements are built only from placeholders, never from data (hence the S608 noqa)."""
     return ",".join("?" * n)
@@ -458,8 +472,7 @@ class Spool:
             size_sum = 0
             now = time.time()
             try:
-                conn.execute("BEGIN")  # first: a new exporter's bit is written in the same transaction
-                try:
+                with _transaction(conn):  # first: a new exporter's bit is written in the same transaction
                     for event, names in items:
                         try:
                             body = encode_event(event)
@@ -475,10 +488,6 @@ class Spool:
                     conn.executemany(
                         "INSERT INTO events(seq, event_id, created, size, pending, body) VALUES (?,?,?,?,?,?)", rows
                     )
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
             except Exception as exc:
                 self._failed("write", exc)
                 self._not_persisted += len(rows)
@@ -532,8 +541,7 @@ class Spool:
                         kept.append(entry)
             conn = self._conn
             try:
-                conn.execute("BEGIN")
-                try:
+                with _transaction(conn):
                     unmapped = self._unmapped_rows(missing, flag) if missing and self._live.unmapped > 0 else []
                     seqs = [e[1] for _, e in gone]
                     for start in range(0, len(seqs), _CHUNK):  # one statement per chunk: cheaper than executemany
@@ -542,10 +550,6 @@ class Spool:
                     conn.executemany(
                         "UPDATE events SET pending = ? WHERE seq = ?", [(e[3] & ~flag, e[1]) for e in kept]
                     )
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
             except Exception as exc:
                 self._failed("update", exc)
                 return
@@ -604,21 +608,20 @@ class Spool:
                     out.append((seq, event))
                     self._live.adopt(event, seq, size, mask)
                 if bad:
-                    self._conn.execute("BEGIN")
-                    try:
+                    with _transaction(self._conn):
                         self._delete_rows(bad)
-                        self._conn.execute("COMMIT")
-                    except BaseException:
-                        self._conn.execute("ROLLBACK")
-                        raise
+                    self._forget_rows(bad)
                     self._unreadable += len(bad)
             except Exception as exc:
                 self._failed("read", exc)
             return out
 
     def _delete_rows(self, rows: list[tuple[int, str, int]]) -> None:
-        """Delete (seq, event_id, size) rows; the counters follow (the caller commits)."""
+        """Delete (seq, event_id, size) rows, inside the caller's transaction."""
         self._conn.executemany("DELETE FROM events WHERE seq = ?", [(seq,) for seq, _, _ in rows])
+
+    def _forget_rows(self, rows: list[tuple[int, str, int]]) -> None:
+        """The counters and the live map after ``_delete_rows`` committed."""
         for _, event_id, size in rows:
             self._live.forget(event_id)
             self._bytes -= size + ROW_OVERHEAD
@@ -644,26 +647,27 @@ class Spool:
                         "SELECT seq, event_id, created, size, pending, body FROM events ORDER BY seq LIMIT 256"
                     ).fetchall()
                     victims: list[tuple[int, str, int]] = []
+                    lost: list[tuple[Event, frozenset[str]]] = []
+                    unreadable = 0
                     for seq, event_id, created, size, pending, body in rows:
                         if excess <= 0 and (cutoff is None or created >= cutoff):
                             break
                         victims.append((seq, event_id, size))
                         excess -= size + ROW_OVERHEAD
-                        lost = frozenset(name for b, name in names.items() if pending >> b & 1)
                         try:
-                            dropped.append((decode_event(body), lost))
+                            event = decode_event(body)
                         except Exception:
-                            self._unreadable += 1
+                            unreadable += 1
+                            continue
+                        lost.append((event, frozenset(name for b, name in names.items() if pending >> b & 1)))
                     if not victims:
                         break
-                    self._conn.execute("BEGIN")
-                    try:
+                    with _transaction(self._conn):
                         self._delete_rows(victims)
-                        self._conn.execute("COMMIT")
-                    except BaseException:
-                        self._conn.execute("ROLLBACK")
-                        raise
-                    self._dropped += len(victims)
+                    self._forget_rows(victims)
+                    dropped.extend(lost)
+                    self._dropped += len(victims) - unreadable
+                    self._unreadable += unreadable
             except Exception as exc:
                 self._failed("trim", exc)
         return dropped
