@@ -7,6 +7,10 @@ it dies, so a later process can tell a dead owner's file from a live one and ado
 sidecar file, not the database, because closing any descriptor of the database would drop sqlite's own POSIX
 locks on it.
 
+The loss window: an event is on disk once the router pass that built it has called ``append`` (one transaction
+per pass), so what ``kill -9`` can lose is the events of the pass under way: the router's pass interval (target
+100 ms), not anything the spool adds.
+
 Durability: ``synchronous=NORMAL`` in WAL mode makes every committed ``append`` survive the death of the
 process (the data is in the OS page cache), which is what the spool is for. A power loss or kernel crash may
 lose the last transactions: fsync per batch would cost far more CPU than the events themselves.
@@ -371,6 +375,10 @@ class Spool:
 
     ``done`` must be given the ids of events its caller still holds (see ``_Live``); any other id still works,
     through a table scan.
+
+    ``max_bytes`` bounds the logical size: the bodies plus ``ROW_OVERHEAD`` per row, kept in memory so checking
+    it costs nothing. The file itself does not shrink (sqlite reuses freed pages) and the WAL is cut back to
+    4 MiB after each checkpoint. An event id appended twice to one file is tracked by its newest row only.
     """
 
     def __init__(self, path: Path, conn: sqlite3.Connection, lock_fd: int, warn: Warn) -> None:
@@ -784,12 +792,15 @@ class _Empty(Exception):
     pass
 
 
-def adopt_orphans(directory: str | os.PathLike[str], *, warn: Warn) -> list[Spool]:
+def adopt_orphans(
+    directory: str | os.PathLike[str], *, warn: Warn, max_bytes: int = 0, max_age: float = 0.0
+) -> list[Spool]:
     """The spool files in ``directory`` whose owner is gone, each now locked by this process.
 
     The lock decides: a file whose lock can be taken has no living owner, and once this process holds it no
     other adopter can get the same file. Files this process owns are skipped the same way (``flock`` conflicts
     between two descriptors even in one process). Empty orphans are removed; corrupt ones set aside.
+    ``max_bytes`` and ``max_age`` (0: none) apply to each adopted file's ``enforce_limits``.
     """
     path = _safe_directory(directory, warn, create=False)
     if path is None:
@@ -814,5 +825,6 @@ def adopt_orphans(directory: str | os.PathLike[str], *, warn: Warn) -> list[Spoo
             continue
         spool = _open_orphan(db, lock_fd, warn)
         if spool is not None:
+            spool.max_bytes, spool.max_age = max_bytes, max_age
             adopted.append(spool)
     return adopted
