@@ -281,7 +281,7 @@ def _connect(db: Path) -> sqlite3.Connection:
     return conn
 
 
-_open_spools: weakref.WeakSet[Spool] = weakref.WeakSet()
+_open_spools: weakref.WeakSet[_SpoolFile] = weakref.WeakSet()
 _abandoned: list[sqlite3.Connection] = []
 
 
@@ -366,12 +366,112 @@ class _Live:
             self.unmapped -= 1
 
 
-class Spool:
-    """One spool file (<dir>/<hostname>-<pid>-<random>.evspool: sqlite, WAL), locked while this process owns it.
+class _SpoolFile:
+    """The file's life: its lock, its one connection, closing or abandoning it, and reporting a failing disk.
 
     Thread-safe: one connection guarded by one lock, because ``append`` runs on the router thread and
-    ``done``/``pending`` on the workers'. No method raises: a disk that fails makes the spool *degraded* (one
-    warning, then quiet, counted in ``not_persisted``) and evlog carries on in memory.
+    ``done``/``pending`` on the workers'. A disk that fails makes the spool *degraded*: one warning, then
+    quiet; ``append`` tries again after ``_RETRY_AFTER`` seconds.
+    """
+
+    def __init__(self, path: Path, conn: sqlite3.Connection, lock_fd: int, warn: Warn) -> None:
+        self.path = path
+        self._conn = conn
+        self._lock_fd: int | None = lock_fd
+        self._warn = warn
+        self._mutex = threading.Lock()
+        self._degraded_until: float | None = None
+        self._warned: set[str] = set()
+        self._closed = False
+        _open_spools.add(self)
+
+    def _failed(self, what: str, exc: BaseException) -> None:
+        self._degraded_until = time.monotonic() + _RETRY_AFTER
+        self._warn_once(
+            "disk",
+            f"evlog spool: cannot {what} {str(self.path)!r} ({exc}); carrying on in memory, events not persisted"
+            " are counted",
+        )
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            with contextlib.suppress(Exception):  # the callback is evlog's own; belt and braces
+                self._warn(message)
+
+    @property
+    def degraded(self) -> bool:
+        """True after a write failed, until a later write succeeds."""
+        return self._degraded_until is not None
+
+    def close(self) -> None:
+        """Release the file: delete it when nothing is pending, else leave it for a later process to adopt."""
+        with self._mutex:
+            if self._closed:
+                return
+            self._closed = True
+            _open_spools.discard(self)
+            empty = False
+            with contextlib.suppress(sqlite3.Error):
+                empty = self._conn.execute("SELECT NOT EXISTS (SELECT 1 FROM events)").fetchone()[0] == 1
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+            try:
+                if empty:  # the files go while the lock is held, the lock file last: see _take_lock
+                    _unlink(self.path, *_side_files(self.path), _lock_path(self.path))
+            except OSError as exc:
+                self._warn_once("close", f"evlog spool: cannot remove {str(self.path)!r} ({exc})")
+            finally:
+                if self._lock_fd is not None:
+                    os.close(self._lock_fd)
+                    self._lock_fd = None
+
+    def _abandon(self) -> None:
+        """In a forked child: forget this spool without unlocking or closing anything the parent still uses.
+
+        ``flock`` locks are shared with the child through the inherited descriptor, so the child closes its copy
+        (the parent keeps the lock). Closing the inherited sqlite connection could checkpoint under the parent's
+        feet, so the connection is kept referenced for ever instead.
+        """
+        self._closed = True
+        self._mutex = threading.Lock()  # the parent may have held it at fork time
+        _abandoned.append(self._conn)
+        if self._lock_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._lock_fd)
+            self._lock_fd = None
+
+
+def _create_file(directory: str | os.PathLike[str], warn: Warn) -> tuple[Path, sqlite3.Connection, int] | None:
+    """A new locked, empty spool file in ``directory``: its path, connection and lock descriptor."""
+    path = _safe_directory(directory, warn, create=True)
+    if path is None:
+        return None
+    host = _HOST_UNSAFE.sub("_", socket.gethostname())[:64] or "host"
+    db = path / f"{host}-{os.getpid()}-{secrets.token_hex(4)}{SUFFIX}"
+    lock_fd: int | None = None
+    try:
+        # The lock first: an adopter only looks at database files, and this one does not exist yet.
+        lock_fd = _take_lock(_lock_path(db), create_new=True)
+        if lock_fd is None:  # pragma: no cover - a fresh random name cannot be locked by anyone else
+            raise OSError(errno.EEXIST, "lock taken")
+        os.close(os.open(db, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))  # sqlite keeps 0600
+        conn = _connect(db)
+        conn.executescript(f"BEGIN; {_SCHEMA} COMMIT;")
+    except (OSError, sqlite3.Error) as exc:
+        warn(f"evlog spool: cannot create a spool file in {str(path)!r} ({exc}); events are kept in memory only")
+        _unlink(db, *_side_files(db), _lock_path(db))
+        if lock_fd is not None:
+            os.close(lock_fd)
+        return None
+    return db, conn, lock_fd
+
+
+class Spool(_SpoolFile):
+    """One spool file (<dir>/<hostname>-<pid>-<random>.evspool: sqlite, WAL), locked while this process owns it.
+
+    No method raises: what a failing disk keeps from being written is counted in ``not_persisted`` and evlog
+    carries on in memory (see ``_SpoolFile``).
 
     ``done`` must be given the ids of events its caller still holds (see ``_Live``); any other id still works,
     through a table scan.
@@ -382,11 +482,7 @@ class Spool:
     """
 
     def __init__(self, path: Path, conn: sqlite3.Connection, lock_fd: int, warn: Warn) -> None:
-        self.path = path
-        self._conn = conn
-        self._lock_fd: int | None = lock_fd
-        self._warn = warn
-        self._mutex = threading.Lock()
+        super().__init__(path, conn, lock_fd, warn)
         self.max_bytes = 0
         self.max_age = 0.0
         self._bits: dict[str, int] = dict(conn.execute("SELECT name, bit FROM exporters"))
@@ -399,37 +495,16 @@ class Spool:
         self._not_persisted = 0
         self._dropped = 0
         self._unreadable = 0
-        self._degraded_until: float | None = None
-        self._warned: set[str] = set()
-        self._closed = False
-        _open_spools.add(self)
 
     # -- opening
 
     @classmethod
     def open(cls, directory: str | os.PathLike[str], *, max_bytes: int, max_age: float, warn: Warn) -> Spool | None:
         """This process's new spool file, or None (after one ``warn``) when the directory cannot be used."""
-        path = _safe_directory(directory, warn, create=True)
-        if path is None:
+        created = _create_file(directory, warn)
+        if created is None:
             return None
-        host = _HOST_UNSAFE.sub("_", socket.gethostname())[:64] or "host"
-        db = path / f"{host}-{os.getpid()}-{secrets.token_hex(4)}{SUFFIX}"
-        lock_fd: int | None = None
-        try:
-            # The lock first: an adopter only looks at database files, and this one does not exist yet.
-            lock_fd = _take_lock(_lock_path(db), create_new=True)
-            if lock_fd is None:  # pragma: no cover - a fresh random name cannot be locked by anyone else
-                raise OSError(errno.EEXIST, "lock taken")
-            os.close(os.open(db, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))  # sqlite keeps 0600
-            conn = _connect(db)
-            conn.executescript(f"BEGIN; {_SCHEMA} COMMIT;")
-        except (OSError, sqlite3.Error) as exc:
-            warn(f"evlog spool: cannot create a spool file in {str(path)!r} ({exc}); events are kept in memory only")
-            _unlink(db, *_side_files(db), _lock_path(db))
-            if lock_fd is not None:
-                os.close(lock_fd)
-            return None
-        spool = cls(db, conn, lock_fd, warn)
+        spool = cls(*created, warn)
         spool.max_bytes, spool.max_age = max_bytes, max_age
         return spool
 
@@ -512,20 +587,6 @@ class Spool:
             for event, row in zip(kept, rows, strict=True):
                 add(event, row[0], row[3], row[4])
             return len(rows)
-
-    def _failed(self, what: str, exc: BaseException) -> None:
-        self._degraded_until = time.monotonic() + _RETRY_AFTER
-        self._warn_once(
-            "disk",
-            f"evlog spool: cannot {what} {str(self.path)!r} ({exc}); carrying on in memory, events not persisted"
-            " are counted",
-        )
-
-    def _warn_once(self, key: str, message: str) -> None:
-        if key not in self._warned:
-            self._warned.add(key)
-            with contextlib.suppress(Exception):  # the callback is evlog's own; belt and braces
-                self._warn(message)
 
     # -- trimming
 
@@ -697,53 +758,10 @@ class Spool:
             }
 
     @property
-    def degraded(self) -> bool:
-        """True after a write failed, until a later write succeeds."""
-        return self._degraded_until is not None
-
-    @property
     def exporters(self) -> frozenset[str]:
         """The exporters this file has ever held events for: what an adopter must deliver through."""
         with self._mutex:
             return frozenset(self._bits)
-
-    def close(self) -> None:
-        """Release the file: delete it when nothing is pending, else leave it for a later process to adopt."""
-        with self._mutex:
-            if self._closed:
-                return
-            self._closed = True
-            _open_spools.discard(self)
-            empty = False
-            with contextlib.suppress(sqlite3.Error):
-                empty = self._conn.execute("SELECT NOT EXISTS (SELECT 1 FROM events)").fetchone()[0] == 1
-            self._live = _Live(unmapped=0)
-            with contextlib.suppress(sqlite3.Error):
-                self._conn.close()
-            try:
-                if empty:  # the files go while the lock is held, the lock file last: see _take_lock
-                    _unlink(self.path, *_side_files(self.path), _lock_path(self.path))
-            except OSError as exc:
-                self._warn_once("close", f"evlog spool: cannot remove {str(self.path)!r} ({exc})")
-            finally:
-                if self._lock_fd is not None:
-                    os.close(self._lock_fd)
-                    self._lock_fd = None
-
-    def _abandon(self) -> None:
-        """In a forked child: forget this spool without unlocking or closing anything the parent still uses.
-
-        ``flock`` locks are shared with the child through the inherited descriptor, so the child closes its copy
-        (the parent keeps the lock). Closing the inherited sqlite connection could checkpoint under the parent's
-        feet, so the connection is kept referenced for ever instead.
-        """
-        self._closed = True
-        self._mutex = threading.Lock()  # the parent may have held it at fork time
-        _abandoned.append(self._conn)
-        if self._lock_fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._lock_fd)
-            self._lock_fd = None
 
     def __repr__(self) -> str:
         return f"<Spool {str(self.path)!r} events={self._events}>"
