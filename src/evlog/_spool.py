@@ -35,6 +35,7 @@ import stat
 import threading
 import time
 import weakref
+from array import array
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -45,8 +46,8 @@ __all__ = ["ROW_OVERHEAD", "SUFFIX", "Spool", "adopt_orphans", "decode_event", "
 
 #: The spool files' suffix; the lock is ``<file>.lock`` and a file set aside is ``<file>.corrupt``.
 SUFFIX = ".evspool"
-#: Bytes counted per row on top of its body, for ``max_bytes`` (sqlite's row header, seq, id and index entry).
-ROW_OVERHEAD = 96
+#: Bytes counted per row on top of its body and masks, for ``max_bytes`` (sqlite's row and page overhead).
+ROW_OVERHEAD = 64
 #: ``PRAGMA application_id`` ("EVLG"): a file without it is not ours and is never read as a spool.
 _APP_ID = 0x45564C47
 #: ``PRAGMA user_version``: the schema and body format. A file of another version is set aside, not misread.
@@ -59,13 +60,12 @@ _CHUNK = 500
 _MAX_EXPORTERS = 63
 
 _SCHEMA = f"""
-CREATE TABLE events (
-    seq INTEGER PRIMARY KEY,   -- log order; rowid, so ordering and deletes by seq are free
-    event_id TEXT NOT NULL,
-    created REAL NOT NULL,     -- wall time of the append, for max_age
-    size INTEGER NOT NULL,     -- len(body), for max_bytes
-    pending INTEGER NOT NULL,  -- one bit per exporter (table exporters) still to deliver or refuse it
-    body BLOB NOT NULL         -- encode_event(): JSON
+CREATE TABLE batches (
+    seq INTEGER PRIMARY KEY,  -- its first event's seq; the others follow, so log order is rowid order
+    created REAL NOT NULL,    -- wall time of the append, for max_age
+    size INTEGER NOT NULL,    -- len(body), for max_bytes
+    masks BLOB NOT NULL,      -- per event, a signed 64-bit int: one bit per exporter (table exporters) still to go
+    body BLOB NOT NULL        -- a JSON array of events, each as encode_event() writes it
 );
 CREATE TABLE exporters (name TEXT PRIMARY KEY, bit INTEGER NOT NULL UNIQUE);
 PRAGMA application_id = {_APP_ID};
@@ -155,35 +155,30 @@ def _exc_in(raw: list[Any]) -> ExceptionInfo:
     )
 
 
-def encode_event(event: Event) -> bytes:
-    """The event as compact JSON bytes; raises (TypeError, ValueError...) when a value is not JSON data."""
+def _event_raw(event: Event) -> tuple[Any, ...]:
     stamp = event.timestamp
     if stamp.tzinfo is None:
         stamp = stamp.replace(tzinfo=_UTC)
     user, exc, trace = event.user, event.exception, event.trace
-    return _dumps(
-        (
-            _FORMAT,
-            event.name,
-            (stamp - _EPOCH) // _MICRO,
-            event.event_id,
-            event.level,  # a str subclass: JSON writes its value, without the enum's slow .value
-            event.category,
-            event.labels,
-            event.message,
-            event.data,
-            None if user is None else _user_out(user),
-            event.session_id,
-            event.value,
-            None if exc is None else _exc_out(exc),
-            None if trace is None else (trace.trace_id, trace.span_id, trace.trace_flags),
-        )
-    ).encode("ascii")
+    return (
+        _FORMAT,
+        event.name,
+        (stamp - _EPOCH) // _MICRO,
+        event.event_id,
+        event.level,  # a str subclass: JSON writes its value, without the enum's slow .value
+        event.category,
+        event.labels,
+        event.message,
+        event.data,
+        None if user is None else _user_out(user),
+        event.session_id,
+        event.value,
+        None if exc is None else _exc_out(exc),
+        None if trace is None else (trace.trace_id, trace.span_id, trace.trace_flags),
+    )
 
 
-def decode_event(body: bytes) -> Event:
-    """The inverse of ``encode_event``; raises ValueError (or another ordinary exception) on a bad body."""
-    raw = _loads(body)
+def _event_from_raw(raw: Any) -> Event:
     if type(raw) is not list or not raw or raw[0] != _FORMAT:
         raise ValueError("not an evlog spool body of a known format")
     _, name, micros, event_id, level, category, labels, message, data, user, session_id, value, exc, trace = raw
@@ -202,6 +197,23 @@ def decode_event(body: bytes) -> Event:
         exception=None if exc is None else _exc_in(exc),
         trace=None if trace is None else TraceContext(*trace),
     )
+
+
+def _loads_or_none(body: bytes) -> Any:
+    try:
+        return _loads(body)
+    except ValueError:
+        return None
+
+
+def encode_event(event: Event) -> bytes:
+    """The event as compact JSON bytes; raises (TypeError, ValueError...) when a value is not JSON data."""
+    return _dumps(_event_raw(event)).encode("ascii")
+
+
+def decode_event(body: bytes) -> Event:
+    """The inverse of ``encode_event``; raises ValueError (or another ordinary exception) on a bad body."""
+    return _event_from_raw(_loads(body))
 
 
 # ----------------------------------------------------------------------------------------------- the files
@@ -309,20 +321,6 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
         raise
 
 
-_INSERT_ROWS = 100  # 600 parameters: under sqlite's oldest limit of 999
-
-
-def _insert(conn: sqlite3.Connection, rows: list[tuple[int, str, float, int, int, bytes]]) -> None:
-    """Many rows per INSERT statement: a fifth cheaper per row than executemany, which steps once per row."""
-    for start in range(0, len(rows), _INSERT_ROWS):
-        chunk = rows[start : start + _INSERT_ROWS]
-        values = ",".join(["(?,?,?,?,?,?)"] * len(chunk))
-        conn.execute(
-            f"INSERT INTO events(seq, event_id, created, size, pending, body) VALUES {values}",  # noqa: S608
-            [field for row in chunk for field in row],
-        )
-
-
 def _marks(n: int) -> str:
     """``?,?,...``: statements are built only from placeholders, never from data (hence the S608 noqa)."""
     return ",".join("?" * n)
@@ -331,61 +329,6 @@ def _marks(n: int) -> str:
 _HOST_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 # -------------------------------------------------------------------------------------------------- Spool
-
-
-class _Live:
-    """event_id -> [weakref to the Event, seq, size, pending mask] for the rows whose Event is still in memory.
-
-    Why not an index on event_id: maintaining it doubled the spool's CPU per event. ``done`` is called with the
-    ids of events its caller still holds (a batch just exported), and those events came from ``append`` or
-    ``pending``, which register them here; so a dict finds their rows. An entry goes when its row goes, or, at a
-    sweep, when its Event is gone from memory: the map is bounded by the events the pipelines hold, not by the
-    spool (which may keep millions on disk). Rows without an entry (``unmapped``) are found by a table scan,
-    which normal operation never needs.
-    """
-
-    __slots__ = ("entries", "sweep_at", "unmapped")
-
-    def __init__(self, unmapped: int) -> None:
-        self.entries: dict[str, list[Any]] = {}
-        self.sweep_at = 4096
-        self.unmapped = unmapped
-
-    def add(self, event: Event, seq: int, size: int, mask: int) -> None:
-        self.add_rows([event], [(seq, "", 0.0, size, mask, b"")])
-
-    def add_rows(self, events: list[Event], rows: list[tuple[int, str, float, int, int, bytes]]) -> None:
-        """Map appended ``rows`` (as inserted: seq, id, created, size, mask, body) to their ``events``."""
-        entries = self.entries
-        before = len(entries)
-        ref = weakref.ref
-        for event, row in zip(events, rows, strict=True):
-            entries[event.event_id] = [ref(event), row[0], row[3], row[4]]
-        self.unmapped += len(rows) - (len(entries) - before)  # an id seen again: its older row is unmapped now
-        if len(entries) > self.sweep_at:
-            self.sweep()
-
-    def adopt(self, event: Event, seq: int, size: int, mask: int) -> None:
-        """A row read back from disk: map it again (it may still be mapped through another live copy)."""
-        entry = self.entries.get(event.event_id)
-        if entry is None:
-            self.unmapped -= 1
-            self.add(event, seq, size, mask)
-        elif entry[0]() is None:
-            entry[0] = weakref.ref(event)
-
-    def sweep(self) -> None:
-        entries = self.entries
-        dead = [key for key, entry in entries.items() if entry[0]() is None]
-        for key in dead:
-            del entries[key]
-        self.unmapped += len(dead)
-        self.sweep_at = max(2 * len(entries), 4096)
-
-    def forget(self, event_id: str) -> None:
-        """Its row was deleted."""
-        if self.entries.pop(event_id, None) is None:
-            self.unmapped -= 1
 
 
 class _SpoolFile:
@@ -435,7 +378,7 @@ class _SpoolFile:
             _open_spools.discard(self)
             empty = False
             with contextlib.suppress(sqlite3.Error):
-                empty = self._conn.execute("SELECT NOT EXISTS (SELECT 1 FROM events)").fetchone()[0] == 1
+                empty = self._conn.execute("SELECT NOT EXISTS (SELECT 1 FROM batches)").fetchone()[0] == 1
             with contextlib.suppress(sqlite3.Error):
                 self._conn.close()
             try:
@@ -489,18 +432,90 @@ def _create_file(directory: str | os.PathLike[str], warn: Warn) -> tuple[Path, s
     return db, conn, lock_fd
 
 
+class _Batch:
+    """One row of ``batches`` in memory: the pending masks of its events, authoritative while it lives.
+
+    Rows are per ``append`` call, not per event: sqlite's per-row work was the larger half of the spool's CPU.
+    """
+
+    __slots__ = ("__weakref__", "deleted", "masks", "seq", "size")
+
+    def __init__(self, seq: int, masks: array[int], size: int) -> None:
+        self.seq = seq
+        self.masks = masks
+        self.size = size
+        self.deleted = False
+
+    @property
+    def weight(self) -> int:
+        """What the row counts against ``max_bytes``."""
+        return self.size + 8 * len(self.masks) + ROW_OVERHEAD
+
+
+def _masks_from(blob: bytes) -> array[int]:
+    masks = array("q")
+    masks.frombytes(blob)
+    return masks
+
+
+class _Live:
+    """event_id -> [weakref to the Event, its _Batch, its index] for the events still in memory.
+
+    Why not an index on event ids: ``done`` is called with the ids of events its caller still holds (a batch
+    just exported), and those came from ``append`` or ``pending``, which register them here. An entry goes
+    when its event is done by every exporter, or, at a sweep, when its Event is gone from memory: the map is
+    bounded by the events the pipelines hold, not by the spool (which may keep millions on disk). Pending
+    events without an entry (``unmapped``) are found by a scan, which normal operation never needs.
+    """
+
+    __slots__ = ("entries", "sweep_at", "unmapped")
+
+    def __init__(self, unmapped: int) -> None:
+        self.entries: dict[str, list[Any]] = {}
+        self.sweep_at = 4096
+        self.unmapped = unmapped
+
+    def add(self, events: list[Event], batch: _Batch, first: int = 0) -> None:
+        entries = self.entries
+        ref = weakref.ref
+        for index, event in enumerate(events, first):
+            entries[event.event_id] = [ref(event), batch, index]
+        if len(entries) > self.sweep_at:
+            self.sweep()
+
+    def adopt(self, event: Event, batch: _Batch, index: int) -> None:
+        """A pending event read back from disk: map it again (it may still be mapped through a live copy)."""
+        entry = self.entries.get(event.event_id)
+        if entry is None or entry[1] is not batch or entry[2] != index:
+            self.unmapped -= 1
+            self.entries[event.event_id] = [weakref.ref(event), batch, index]
+        elif entry[0]() is None:
+            entry[0] = weakref.ref(event)
+
+    def sweep(self) -> None:
+        entries = self.entries
+        dead = [key for key, entry in entries.items() if entry[0]() is None]
+        for key in dead:
+            entry = entries.pop(key)
+            if not entry[1].deleted and entry[1].masks[entry[2]]:
+                self.unmapped += 1
+        self.sweep_at = max(2 * len(entries), 4096)
+
+
 class Spool(_SpoolFile):
     """One spool file (<dir>/<hostname>-<pid>-<random>.evspool: sqlite, WAL), locked while this process owns it.
 
     No method raises: what a failing disk keeps from being written is counted in ``not_persisted`` and evlog
-    carries on in memory (see ``_SpoolFile``).
+    carries on in memory (see ``_SpoolFile``). One row per ``append`` call holds its events and one pending
+    mask per event; a row goes when no event in it is pending for any exporter.
 
     ``done`` must be given the ids of events its caller still holds (see ``_Live``); any other id still works,
-    through a table scan.
+    through a scan. Seqs are per event and contiguous within a row, so ``pending(after=...)`` resumes exactly.
 
-    ``max_bytes`` bounds the logical size: the bodies plus ``ROW_OVERHEAD`` per row, kept in memory so checking
-    it costs nothing. The file itself does not shrink (sqlite reuses freed pages) and the WAL is cut back to
-    4 MiB after each checkpoint. An event id appended twice to one file is tracked by its newest row only.
+    ``max_bytes`` bounds the logical size, kept in memory so checking it costs nothing: each row's body, 8
+    bytes per event and ``ROW_OVERHEAD``. Limits drop whole rows, the oldest first. The file itself does not
+    shrink (sqlite reuses freed pages) and the WAL is cut back to 4 MiB after each checkpoint. Masks are in the
+    host's byte order: a file is adopted on the host that wrote it.
     """
 
     def __init__(self, path: Path, conn: sqlite3.Connection, lock_fd: int, warn: Warn) -> None:
@@ -509,16 +524,19 @@ class Spool(_SpoolFile):
         self.max_age = 0.0
         self._bits: dict[str, int] = dict(conn.execute("SELECT name, bit FROM exporters"))
         self._mask_names: tuple[object, int] = (None, 0)  # (last names collection, its mask): the router reuses one
-        events, size, last = conn.execute("SELECT count(*), coalesce(sum(size), 0), max(seq) FROM events").fetchone()
-        self._events: int = events
-        self._bytes: int = size + events * ROW_OVERHEAD
-        self._next_seq: int = (last or 0) + 1  # seqs are given here, so append knows them without asking sqlite
-        self._live = _Live(unmapped=events)
+        self._events = 0
+        self._bytes = 0
+        self._next_seq = 1  # seqs are given here, so append knows them without asking sqlite
+        for seq, size, blob in conn.execute("SELECT seq, size, masks FROM batches"):
+            masks = _masks_from(blob)
+            self._events += len(masks) - masks.count(0)
+            self._bytes += _Batch(seq, masks, size).weight
+            self._next_seq = max(self._next_seq, seq + len(masks))
+        self._live = _Live(unmapped=self._events)
+        self._batches: weakref.WeakValueDictionary[int, _Batch] = weakref.WeakValueDictionary()
         self._not_persisted = 0
         self._dropped = 0
         self._unreadable = 0
-
-    # -- opening
 
     @classmethod
     def open(cls, directory: str | os.PathLike[str], *, max_bytes: int, max_age: float, warn: Warn) -> Spool | None:
@@ -557,6 +575,24 @@ class Spool(_SpoolFile):
         self._bits[name] = bit
         return bit
 
+    def _encode(self, events: list[Event]) -> tuple[bytes, list[int]]:
+        """The row's body, and the indexes of ``events`` it holds: all, unless some cannot be encoded."""
+        with contextlib.suppress(Exception):  # the usual case; else find the events at fault, one by one
+            return _dumps([_event_raw(e) for e in events]).encode("ascii"), list(range(len(events)))
+        good: list[int] = []
+        raws: list[tuple[Any, ...]] = []
+        for index, event in enumerate(events):
+            try:
+                raw = _event_raw(event)
+                _dumps(raw)
+            except Exception as exc:
+                self._not_persisted += 1
+                self._warn_once("encode", f"evlog spool: an event could not be encoded ({exc!r})")
+                continue
+            good.append(index)
+            raws.append(raw)
+        return _dumps(raws).encode("ascii"), good
+
     def append(self, items: Sequence[tuple[Event, Collection[str]]]) -> int:
         """Persist each event for the exporters named with it, in one transaction; how many were written.
 
@@ -571,40 +607,36 @@ class Spool(_SpoolFile):
                 return 0
             conn = self._conn
             saved_bits = self._bits.copy()
-            rows: list[tuple[int, str, float, int, int, bytes]] = []
-            kept: list[Event] = []
+            events = [event for event, _ in items]
+            body, good = self._encode(events)
+            if not good:
+                return 0
+            if len(good) < len(events):
+                items = [items[i] for i in good]
+                events = [events[i] for i in good]
             seq = self._next_seq
-            size_sum = 0
-            now = time.time()
             try:
                 with _transaction(conn):  # first: a new exporter's bit is written in the same transaction
-                    for event, names in items:
-                        try:
-                            body = encode_event(event)
-                        except Exception as exc:
-                            self._not_persisted += 1
-                            self._warn_once("encode", f"evlog spool: an event could not be encoded ({exc!r})")
-                            continue
-                        size = len(body)
-                        size_sum += size
-                        if names is not self._mask_names[0]:
-                            self._mask(names)
-                        rows.append((seq, event.event_id, now, size, self._mask_names[1], body))
-                        kept.append(event)
-                        seq += 1
-                    _insert(conn, rows)
+                    masks = array("q", [self._mask(names) for _, names in items])
+                    conn.execute(
+                        "INSERT INTO batches(seq, created, size, masks, body) VALUES (?, ?, ?, ?, ?)",
+                        (seq, time.time(), len(body), masks.tobytes(), body),
+                    )
             except Exception as exc:
                 self._failed("write", exc)
-                self._not_persisted += len(rows)
+                self._not_persisted += len(events)
                 self._bits = saved_bits
                 self._mask_names = (None, 0)
                 return 0
             self._degraded_until = None
-            self._next_seq = seq
-            self._events += len(rows)
-            self._bytes += size_sum + ROW_OVERHEAD * len(rows)
-            self._live.add_rows(kept, rows)
-            return len(rows)
+            self._next_seq = seq + len(events)
+            batch = _Batch(seq, masks, len(body))
+            self._batches[seq] = batch
+            pending = len(masks) - masks.count(0)
+            self._events += pending
+            self._bytes += batch.weight
+            self._live.add(events, batch)
+            return len(events)
 
     # -- trimming
 
@@ -616,61 +648,77 @@ class Spool(_SpoolFile):
                 return
             flag = 1 << bit
             entries = self._live.entries
-            gone: list[tuple[str, list[Any]]] = []
-            kept: list[list[Any]] = []
+            hits: list[tuple[str, _Batch, int]] = []
             missing: list[str] = []
             for event_id in event_ids:
                 entry = entries.get(event_id)
                 if entry is None:
                     missing.append(event_id)
-                elif entry[3] & flag:
-                    if entry[3] == flag:
-                        gone.append((event_id, entry))
-                    else:
-                        kept.append(entry)
-            conn = self._conn
-            try:
-                with _transaction(conn):
-                    unmapped = self._unmapped_rows(missing, flag) if missing and self._live.unmapped > 0 else []
-                    # One statement per chunk, not executemany: a third of the cost per row.
-                    for sql, head, seqs in (
-                        ("DELETE FROM events WHERE seq IN ({})", [], [e[1] for _, e in gone]),
-                        ("UPDATE events SET pending = pending & ? WHERE seq IN ({})", [~flag], [e[1] for e in kept]),
-                    ):
-                        for start in range(0, len(seqs), _CHUNK):
-                            chunk = seqs[start : start + _CHUNK]
-                            conn.execute(sql.format(_marks(len(chunk))), head + chunk)
-            except Exception as exc:
-                self._failed("update", exc)
-                return
-            pop = self._live.entries.pop
-            freed = 0
-            for event_id, entry in gone:
-                pop(event_id)
-                freed += entry[2]
-            self._bytes -= freed + ROW_OVERHEAD * len(gone)
-            for entry in kept:
-                entry[3] &= ~flag
-            self._events -= len(gone)
-            for size in unmapped:
-                self._live.unmapped -= 1
-                self._bytes -= size + ROW_OVERHEAD
-                self._events -= 1
+                elif entry[1].masks[entry[2]] & flag and not entry[1].deleted:
+                    hits.append((event_id, entry[1], entry[2]))
+            if missing and self._live.unmapped > 0:
+                try:
+                    hits.extend(self._find_unmapped(missing, flag))
+                except Exception as exc:
+                    self._failed("read", exc)
+            if hits:
+                self._clear(hits, flag)
 
-    def _unmapped_rows(self, event_ids: list[str], flag: int) -> list[int]:
-        """The slow path of ``done``: clear ``flag`` on rows found by scanning; the sizes of the rows deleted."""
+    def _clear(self, hits: list[tuple[str, _Batch, int]], flag: int) -> None:
+        """Clear ``flag`` for these events: write the new masks (or delete the rows), then mirror them in memory."""
+        new: dict[_Batch, array[int]] = {}
+        for _, batch, index in hits:
+            masks = new.get(batch)
+            if masks is None:
+                masks = new[batch] = array("q", batch.masks)
+            masks[index] &= ~flag
+        gone = [batch for batch, masks in new.items() if masks.count(0) == len(masks)]
         conn = self._conn
-        deleted: list[int] = []
-        for start in range(0, len(event_ids), _CHUNK):
-            chunk = event_ids[start : start + _CHUNK]
-            sql = f"SELECT seq, pending, size FROM events WHERE event_id IN ({_marks(len(chunk))})"  # noqa: S608
-            for seq, pending, size in conn.execute(sql, chunk).fetchall():
-                if pending == flag:
-                    conn.execute("DELETE FROM events WHERE seq = ?", (seq,))
-                    deleted.append(size)
-                elif pending & flag:
-                    conn.execute("UPDATE events SET pending = ? WHERE seq = ?", (pending & ~flag, seq))
-        return deleted
+        try:
+            with _transaction(conn):
+                for start in range(0, len(gone), _CHUNK):
+                    chunk = [batch.seq for batch in gone[start : start + _CHUNK]]
+                    conn.execute(f"DELETE FROM batches WHERE seq IN ({_marks(len(chunk))})", chunk)  # noqa: S608
+                conn.executemany(
+                    "UPDATE batches SET masks = ? WHERE seq = ?",
+                    [(masks.tobytes(), batch.seq) for batch, masks in new.items() if masks.count(0) < len(masks)],
+                )
+        except Exception as exc:
+            self._failed("update", exc)
+            return
+        entries = self._live.entries
+        for event_id, batch, index in hits:
+            if not new[batch][index]:
+                self._events -= 1
+                if entries.pop(event_id, None) is None:
+                    self._live.unmapped -= 1
+        for batch, masks in new.items():
+            batch.masks = masks
+        for batch in gone:
+            batch.deleted = True
+            self._batches.pop(batch.seq, None)
+            self._bytes -= batch.weight
+
+    def _batch(self, seq: int, blob: bytes, size: int) -> _Batch:
+        """The in-memory batch for a row: the live one if any (its masks are authoritative), else a new one."""
+        batch = self._batches.get(seq)
+        if batch is None:
+            batch = self._batches[seq] = _Batch(seq, _masks_from(blob), size)
+        return batch
+
+    def _find_unmapped(self, event_ids: list[str], flag: int) -> list[tuple[str, _Batch, int]]:
+        """The slow path of ``done``: find these ids by reading every row (their events left memory early)."""
+        wanted = set(event_ids)
+        found: list[tuple[str, _Batch, int]] = []
+        for seq, size, blob, body in self._conn.execute("SELECT seq, size, masks, body FROM batches").fetchall():
+            batch = self._batch(seq, blob, size)
+            raws = _loads_or_none(body)  # unreadable rows are dealt with by pending() and enforce_limits()
+            if type(raws) is not list or len(raws) != len(batch.masks):
+                continue
+            for index, raw in enumerate(raws):
+                if batch.masks[index] & flag and type(raw) is list and len(raw) > 3 and raw[3] in wanted:
+                    found.append((raw[3], batch, index))
+        return found
 
     def pending(self, exporter: str, *, limit: int, after: int = 0) -> list[tuple[int, Event]]:
         """Up to ``limit`` events still pending for ``exporter`` with ``seq > after``, in log order.
@@ -682,48 +730,77 @@ class Spool(_SpoolFile):
             bit = self._bits.get(exporter)
             if bit is None or self._closed or limit <= 0:
                 return []
+            flag = 1 << bit
             out: list[tuple[int, Event]] = []
             try:
-                rows = self._conn.execute(
-                    "SELECT seq, event_id, size, pending, body FROM events WHERE seq > ? AND pending & ?"
-                    " ORDER BY seq LIMIT ?",
-                    (after, 1 << bit, limit),
-                ).fetchall()
-                bad: list[tuple[int, str, int]] = []
-                for seq, event_id, size, mask, body in rows:
-                    try:
-                        event = decode_event(body)
-                    except Exception as exc:
-                        bad.append((seq, event_id, size))
-                        self._warn_once("decode", f"evlog spool: unreadable event in {str(self.path)!r} ({exc!r})")
-                        continue
-                    out.append((seq, event))
-                    self._live.adopt(event, seq, size, mask)
-                if bad:
-                    with _transaction(self._conn):
-                        self._delete_rows(bad)
-                    self._forget_rows(bad)
-                    self._unreadable += len(bad)
+                start = self._conn.execute(
+                    "SELECT coalesce(max(seq), 0) FROM batches WHERE seq <= ?", (after + 1,)
+                ).fetchone()[0]
+                while len(out) < limit:
+                    rows = self._conn.execute(
+                        "SELECT seq, size, masks, body FROM batches WHERE seq >= ? ORDER BY seq LIMIT 8", (start,)
+                    ).fetchall()  # a few rows at a time: a spool can hold more than memory should
+                    if not rows:
+                        break
+                    start = rows[-1][0] + 1
+                    for seq, size, blob, body in rows:
+                        self._pending_in(self._batch(seq, blob, size), body, flag, after, limit, out)
+                        if len(out) >= limit:
+                            break
             except Exception as exc:
                 self._failed("read", exc)
             return out
 
-    def _delete_rows(self, rows: list[tuple[int, str, int]]) -> None:
-        """Delete (seq, event_id, size) rows, inside the caller's transaction."""
-        self._conn.executemany("DELETE FROM events WHERE seq = ?", [(seq,) for seq, _, _ in rows])
+    def _pending_in(
+        self, batch: _Batch, body: bytes, flag: int, after: int, limit: int, out: list[tuple[int, Event]]
+    ) -> None:
+        seq, masks = batch.seq, batch.masks
+        wanted = [i for i in range(max(0, after + 1 - seq), len(masks)) if masks[i] & flag][: limit - len(out)]
+        if not wanted:
+            return
+        try:
+            raws = _loads(body)
+            events = [(i, _event_from_raw(raws[i])) for i in wanted]
+        except Exception as exc:
+            self._warn_once("decode", f"evlog spool: unreadable events in {str(self.path)!r} ({exc!r})")
+            self._unreadable += len(masks) - masks.count(0)
+            self._drop_batch(batch, None)
+            return
+        for index, event in events:
+            out.append((seq + index, event))
+            self._live.adopt(event, batch, index)
 
-    def _forget_rows(self, rows: list[tuple[int, str, int]]) -> None:
-        """The counters and the live map after ``_delete_rows`` committed."""
-        for _, event_id, size in rows:
-            self._live.forget(event_id)
-            self._bytes -= size + ROW_OVERHEAD
-        self._events -= len(rows)
+    def _drop_batch(self, batch: _Batch, raws: Any) -> None:
+        """Delete this row whatever it still holds (limits, unreadable rows); the counters follow.
+
+        ``raws``, the row's decoded body, names the events to unmap; without it (unreadable) the map is searched.
+        """
+        with _transaction(self._conn):
+            self._conn.execute("DELETE FROM batches WHERE seq = ?", (batch.seq,))
+        batch.deleted = True
+        self._batches.pop(batch.seq, None)
+        masks = batch.masks
+        pending = len(masks) - masks.count(0)
+        self._events -= pending
+        self._bytes -= batch.weight
+        entries = self._live.entries
+        if type(raws) is list and len(raws) == len(masks):
+            mapped = 0
+            for raw, mask in zip(raws, masks, strict=True):
+                event_id = raw[3] if mask and type(raw) is list and len(raw) > 3 else None
+                entry = entries.get(event_id) if type(event_id) is str else None
+                if entry is not None and entry[1] is batch:
+                    del entries[event_id]  # type: ignore[arg-type]
+                    mapped += 1
+        else:
+            mapped = sum(1 for entry in entries.values() if entry[1] is batch and masks[entry[2]])
+        self._live.unmapped -= pending - mapped
 
     def enforce_limits(self, now: float | None = None) -> list[tuple[Event, frozenset[str]]]:
         """Drop the oldest rows while the spool is over ``max_bytes`` or they are older than ``max_age``.
 
         Returns each dropped event with the exporters that lost it, for the caller to count. Cheap when nothing
-        is over: the byte total is kept in memory and only the oldest rows are read.
+        is over: the byte total is kept in memory and only the oldest row is read.
         """
         now = time.time() if now is None else now
         dropped: list[tuple[Event, frozenset[str]]] = []
@@ -733,32 +810,32 @@ class Spool(_SpoolFile):
             names = {bit: name for name, bit in self._bits.items()}
             cutoff = now - self.max_age if self.max_age > 0 else None
             try:
-                while self._events:
-                    excess = self._bytes - self.max_bytes if self.max_bytes > 0 else 0
-                    rows = self._conn.execute(
-                        "SELECT seq, event_id, created, size, pending, body FROM events ORDER BY seq LIMIT 256"
-                    ).fetchall()
-                    victims: list[tuple[int, str, int]] = []
+                while self._bytes > 0:
+                    over = self.max_bytes > 0 and self._bytes > self.max_bytes
+                    row = self._conn.execute(
+                        "SELECT seq, created, size, masks, body FROM batches ORDER BY seq LIMIT 1"
+                    ).fetchone()
+                    if row is None or not (over or (cutoff is not None and row[1] < cutoff)):
+                        break
+                    seq, _, size, blob, body = row
+                    batch = self._batch(seq, blob, size)
                     lost: list[tuple[Event, frozenset[str]]] = []
                     unreadable = 0
-                    for seq, event_id, created, size, pending, body in rows:
-                        if excess <= 0 and (cutoff is None or created >= cutoff):
-                            break
-                        victims.append((seq, event_id, size))
-                        excess -= size + ROW_OVERHEAD
-                        try:
-                            event = decode_event(body)
-                        except Exception:
-                            unreadable += 1
+                    raws = _loads_or_none(body)
+                    for index, mask in enumerate(batch.masks):
+                        if not mask:
                             continue
-                        lost.append((event, frozenset(name for b, name in names.items() if pending >> b & 1)))
-                    if not victims:
-                        break
-                    with _transaction(self._conn):
-                        self._delete_rows(victims)
-                    self._forget_rows(victims)
+                        try:
+                            event = _event_from_raw(raws[index]) if raws is not None else None
+                        except Exception:
+                            event = None
+                        if event is None:
+                            unreadable += 1
+                        else:
+                            lost.append((event, frozenset(n for b, n in names.items() if mask >> b & 1)))
+                    self._drop_batch(batch, raws)
                     dropped.extend(lost)
-                    self._dropped += len(victims) - unreadable
+                    self._dropped += len(lost)
                     self._unreadable += unreadable
             except Exception as exc:
                 self._failed("trim", exc)
@@ -767,7 +844,7 @@ class Spool(_SpoolFile):
     # -- state
 
     def stats(self) -> dict[str, int]:
-        """Counters for the client's stats: rows and bytes held, and what was lost on the way."""
+        """Counters for the client's stats: events pending and bytes held, and what was lost on the way."""
         with self._mutex:
             return {
                 "events": self._events,
