@@ -13,6 +13,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import uuid
@@ -20,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -168,6 +170,22 @@ def test_codec_round_trip_property(event: Event) -> None:
     assert decode_event(encode_event(event)) == event
 
 
+distinct_ids = st.lists(events, min_size=1, max_size=4).map(
+    lambda batch: [attrs.evolve(e, event_id=str(i)) for i, e in enumerate(batch)]
+)
+
+
+@settings(max_examples=50, deadline=None)
+@given(distinct_ids)
+def test_spool_round_trip_property(batch: list[Event]) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        spool = Spool.open(directory, max_bytes=1 << 30, max_age=3600, warn=pytest.fail)
+        assert spool is not None
+        assert spool.append([(e, ("a",)) for e in batch]) == len(batch)
+        assert [e for _, e in spool.pending("a", limit=10)] == batch
+        spool.close()
+
+
 # ----------------------------------------------------------------------------------------- bookkeeping
 
 
@@ -206,15 +224,28 @@ def test_row_goes_only_when_every_exporter_is_done(tmp_path: Path, spools: list[
     assert spool.stats()["bytes"] == 0
 
 
-def test_done_finds_rows_whose_events_are_gone_from_memory(
-    tmp_path: Path, spools: list[Spool], warnings_: Warnings
-) -> None:
+def test_done_finds_events_that_left_memory_early(tmp_path: Path, spools: list[Spool], warnings_: Warnings) -> None:
     spool = open_spool(spools, tmp_path / "spool", warnings_)
-    ids = [str(uuid.uuid4()) for _ in range(5000)]  # more than one sweep of the live map
-    spool.append([(make_event(i, event_id=eid), ("a", "b")) for i, eid in enumerate(ids)])
-    spool.done("a", ids)
-    spool.done("b", ids)
-    assert spool.stats()["events"] == 0
+    early = [str(uuid.uuid4()) for _ in range(100)]
+    spool.append([(make_event(i, event_id=eid), ("a", "b")) for i, eid in enumerate(early)])  # not kept
+    later = [make_event(i) for i in range(5000)]  # enough to sweep the live map
+    spool.append([(e, ("a",)) for e in later])
+    assert spool._live.unmapped == 100  # the early ones are found by the slow path
+    spool.done("a", early)
+    assert spool.stats()["events"] == 5100
+    spool.done("b", early)
+    assert spool.stats()["events"] == 5000
+    spool.done("a", [e.event_id for e in later])
+    assert spool.stats()["events"] == 0 and spool.stats()["bytes"] == 0
+
+
+def test_unreadable_events_are_counted_and_dropped(tmp_path: Path, spools: list[Spool], warnings_: Warnings) -> None:
+    spool = open_spool(spools, tmp_path / "spool", warnings_)
+    spool.append([(make_event(i), ("a",)) for i in range(7)])
+    spool._conn.execute("UPDATE batches SET body = CAST('[1, 2' AS BLOB)")
+    assert spool.pending("a", limit=10) == []
+    assert spool.stats()["unreadable"] == 7 and spool.stats()["events"] == 0
+    assert len(warnings_) == 1 and "unreadable" in warnings_[0]
 
 
 def test_router_and_workers_share_one_spool(tmp_path: Path, spools: list[Spool], warnings_: Warnings) -> None:
