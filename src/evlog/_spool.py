@@ -56,6 +56,8 @@ _FORMAT = 1
 _RETRY_AFTER = 5.0
 #: At most this many parameters per statement (sqlite's oldest compile-time limit is 999).
 _CHUNK = 500
+#: At most this many events per row: ``pending`` decodes a whole row to return any of its events.
+_ROW_EVENTS = 1024
 #: Bits 0..62 of a signed 64-bit integer: the most exporters one file tracks.
 _MAX_EXPORTERS = 63
 
@@ -607,36 +609,46 @@ class Spool(_SpoolFile):
                 return 0
             conn = self._conn
             saved_bits = self._bits.copy()
-            events = [event for event, _ in items]
-            body, good = self._encode(events)
-            if not good:
-                return 0
-            if len(good) < len(events):
-                items = [items[i] for i in good]
-                events = [events[i] for i in good]
+            parts: list[tuple[int, Sequence[tuple[Event, Collection[str]]], list[Event], bytes]] = []
             seq = self._next_seq
+            for start in range(0, len(items), _ROW_EVENTS):
+                part = items[start : start + _ROW_EVENTS]
+                events = [event for event, _ in part]
+                body, good = self._encode(events)
+                if len(good) < len(events):
+                    part = [part[i] for i in good]
+                    events = [events[i] for i in good]
+                if events:
+                    parts.append((seq, part, events, body))
+                    seq += len(events)
+            if not parts:
+                return 0
+            written: list[tuple[_Batch, list[Event]]] = []
+            now = time.time()
             try:
                 with _transaction(conn):  # first: a new exporter's bit is written in the same transaction
-                    masks = array("q", [self._mask(names) for _, names in items])
-                    conn.execute(
-                        "INSERT INTO batches(seq, created, size, masks, body) VALUES (?, ?, ?, ?, ?)",
-                        (seq, time.time(), len(body), masks.tobytes(), body),
-                    )
+                    for first, part, events, body in parts:
+                        masks = array("q", [self._mask(names) for _, names in part])
+                        conn.execute(
+                            "INSERT INTO batches(seq, created, size, masks, body) VALUES (?, ?, ?, ?, ?)",
+                            (first, now, len(body), masks.tobytes(), body),
+                        )
+                        written.append((_Batch(first, masks, len(body)), events))
             except Exception as exc:
                 self._failed("write", exc)
-                self._not_persisted += len(events)
+                self._not_persisted += seq - self._next_seq
                 self._bits = saved_bits
                 self._mask_names = (None, 0)
                 return 0
             self._degraded_until = None
-            self._next_seq = seq + len(events)
-            batch = _Batch(seq, masks, len(body))
-            self._batches[seq] = batch
-            pending = len(masks) - masks.count(0)
-            self._events += pending
-            self._bytes += batch.weight
-            self._live.add(events, batch)
-            return len(events)
+            count = seq - self._next_seq
+            self._next_seq = seq
+            for batch, events in written:
+                self._batches[batch.seq] = batch
+                self._events += len(batch.masks) - batch.masks.count(0)
+                self._bytes += batch.weight
+                self._live.add(events, batch)
+            return count
 
     # -- trimming
 
