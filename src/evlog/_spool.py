@@ -659,31 +659,43 @@ class Spool(_SpoolFile):
             if bit is None or self._closed:
                 return
             flag = 1 << bit
+            keep = ~flag
             entries = self._live.entries
-            hits: list[tuple[str, _Batch, int]] = []
+            new: dict[_Batch, array[int]] = {}  # the touched rows' masks, copied: memory follows the commit
+            finished: list[str] = []  # events no exporter needs any more
             missing: list[str] = []
             for event_id in event_ids:
                 entry = entries.get(event_id)
                 if entry is None:
                     missing.append(event_id)
-                elif entry[1].masks[entry[2]] & flag and not entry[1].deleted:
-                    hits.append((event_id, entry[1], entry[2]))
+                    continue
+                batch, index = entry[1], entry[2]
+                masks = new.get(batch)
+                if masks is None:
+                    if batch.deleted or not batch.masks[index] & flag:
+                        continue
+                    masks = new[batch] = array("q", batch.masks)
+                if masks[index] & flag:  # (an id given twice is cleared once)
+                    masks[index] &= keep
+                    if not masks[index]:
+                        finished.append(event_id)
             if missing and self._live.unmapped > 0:
                 try:
-                    hits.extend(self._find_unmapped(missing, flag))
+                    for event_id, batch, index in self._find_unmapped(missing, flag):
+                        masks = new.get(batch)
+                        if masks is None:
+                            masks = new[batch] = array("q", batch.masks)
+                        if masks[index] & flag:
+                            masks[index] &= keep
+                            if not masks[index]:
+                                finished.append(event_id)
                 except Exception as exc:
                     self._failed("read", exc)
-            if hits:
-                self._clear(hits, flag)
+            if new:
+                self._write_masks(new, finished)
 
-    def _clear(self, hits: list[tuple[str, _Batch, int]], flag: int) -> None:
-        """Clear ``flag`` for these events: write the new masks (or delete the rows), then mirror them in memory."""
-        new: dict[_Batch, array[int]] = {}
-        for _, batch, index in hits:
-            masks = new.get(batch)
-            if masks is None:
-                masks = new[batch] = array("q", batch.masks)
-            masks[index] &= ~flag
+    def _write_masks(self, new: dict[_Batch, array[int]], finished: list[str]) -> None:
+        """Write the rows' new masks (delete the rows left with none), then mirror them in memory."""
         gone = [batch for batch, masks in new.items() if masks.count(0) == len(masks)]
         conn = self._conn
         try:
@@ -698,12 +710,11 @@ class Spool(_SpoolFile):
         except Exception as exc:
             self._failed("update", exc)
             return
-        entries = self._live.entries
-        for event_id, batch, index in hits:
-            if not new[batch][index]:
-                self._events -= 1
-                if entries.pop(event_id, None) is None:
-                    self._live.unmapped -= 1
+        pop = self._live.entries.pop
+        for event_id in finished:
+            if pop(event_id, None) is None:
+                self._live.unmapped -= 1  # found by the slow path
+        self._events -= len(finished)
         for batch, masks in new.items():
             batch.masks = masks
         for batch in gone:
