@@ -733,15 +733,29 @@ class Spool(_SpoolFile):
         """The slow path of ``done``: find these ids by reading every row (their events left memory early)."""
         wanted = set(event_ids)
         found: list[tuple[str, _Batch, int]] = []
-        for seq, size, blob, body in self._conn.execute("SELECT seq, size, masks, body FROM batches").fetchall():
-            batch = self._batch(seq, blob, size)
+        for batch, body in self._rows():
             raws = _loads_or_none(body)  # unreadable rows are dealt with by pending() and enforce_limits()
             if type(raws) is not list or len(raws) != len(batch.masks):
                 continue
             for index, raw in enumerate(raws):
                 if batch.masks[index] & flag and type(raw) is list and len(raw) > 3 and raw[3] in wanted:
                     found.append((raw[3], batch, index))
+                    wanted.discard(raw[3])
+            if not wanted:
+                break
         return found
+
+    def _rows(self, start: int = 0) -> Iterator[tuple[_Batch, bytes]]:
+        """The rows from seq ``start`` on, in log order, a few at a time: a spool can hold more than memory."""
+        while True:
+            rows = self._conn.execute(
+                "SELECT seq, size, masks, body FROM batches WHERE seq >= ? ORDER BY seq LIMIT 8", (start,)
+            ).fetchall()
+            if not rows:
+                return
+            start = rows[-1][0] + 1
+            for seq, size, blob, body in rows:
+                yield self._batch(seq, blob, size), body
 
     def pending(self, exporter: str, *, limit: int, after: int = 0) -> list[tuple[int, Event]]:
         """Up to ``limit`` events still pending for ``exporter`` with ``seq > after``, in log order.
@@ -759,17 +773,10 @@ class Spool(_SpoolFile):
                 start = self._conn.execute(
                     "SELECT coalesce(max(seq), 0) FROM batches WHERE seq <= ?", (after + 1,)
                 ).fetchone()[0]
-                while len(out) < limit:
-                    rows = self._conn.execute(
-                        "SELECT seq, size, masks, body FROM batches WHERE seq >= ? ORDER BY seq LIMIT 8", (start,)
-                    ).fetchall()  # a few rows at a time: a spool can hold more than memory should
-                    if not rows:
+                for batch, body in self._rows(start):
+                    self._pending_in(batch, body, flag, after, limit, out)
+                    if len(out) >= limit:
                         break
-                    start = rows[-1][0] + 1
-                    for seq, size, blob, body in rows:
-                        self._pending_in(self._batch(seq, blob, size), body, flag, after, limit, out)
-                        if len(out) >= limit:
-                            break
             except Exception as exc:
                 self._failed("read", exc)
             return out
@@ -835,13 +842,10 @@ class Spool(_SpoolFile):
             try:
                 while self._bytes > 0:
                     over = self.max_bytes > 0 and self._bytes > self.max_bytes
-                    row = self._conn.execute(
-                        "SELECT seq, created, size, masks, body FROM batches ORDER BY seq LIMIT 1"
-                    ).fetchone()
-                    if row is None or not (over or (cutoff is not None and row[1] < cutoff)):
+                    oldest = self._conn.execute("SELECT seq, created FROM batches ORDER BY seq LIMIT 1").fetchone()
+                    if oldest is None or not (over or (cutoff is not None and oldest[1] < cutoff)):
                         break
-                    seq, _, size, blob, body = row
-                    batch = self._batch(seq, blob, size)
+                    batch, body = next(self._rows(oldest[0]))
                     lost: list[tuple[Event, frozenset[str]]] = []
                     unreadable = 0
                     raws = _loads_or_none(body)
