@@ -9,6 +9,10 @@ loop adds ``Spool.append`` and ``Spool.done`` for one and for three exporters. C
 thread, sqlite's own work included), the best of several repetitions; the figure that matters is the
 difference, spooled minus baseline, per event. Events are built before timing: building them is the router's
 cost with or without the spool.
+
+Measured on the development VM (Python 3.11.7, sqlite 3.40.1), where building one Event costs 3.4 us:
+extra CPU per event 2.5 us with 1 exporter, 2.9 us with 3 (encode_event is 2.0 us of it); callgrind:
+33,600 extra instructions per event with 1 exporter, 39,900 with 3 (building an Event: about 35,000).
 """
 
 from __future__ import annotations
