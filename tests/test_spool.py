@@ -288,9 +288,10 @@ def test_over_max_bytes_the_oldest_are_dropped_and_returned(
     spool.done("b", [e.event_id for e in batch[:5]])
     spool.max_bytes = spool.stats()["bytes"] // 2
     dropped = spool.enforce_limits()
-    assert [e for e, _ in dropped] == batch[: len(dropped)]
+    assert [e for _, e, _ in dropped] == batch[: len(dropped)]
+    assert [seq for seq, _, _ in dropped] == list(range(1, len(dropped) + 1))
     assert len(dropped) in (50, 60)
-    assert dropped[0][1] == frozenset({"a"}) and dropped[-1][1] == frozenset({"a", "b"})
+    assert dropped[0][2] == frozenset({"a"}) and dropped[-1][2] == frozenset({"a", "b"})
     stats = spool.stats()
     assert stats["bytes"] <= spool.max_bytes and stats["dropped_by_limits"] == len(dropped)
     assert stats["events"] == 100 - len(dropped)
@@ -308,7 +309,7 @@ def test_older_than_max_age_are_dropped(tmp_path: Path, spools: list[Spool], war
     spool._conn.execute("UPDATE batches SET created = created + 1000 WHERE seq = (SELECT max(seq) FROM batches)")
     assert spool.enforce_limits(now=created + 30) == []
     dropped = spool.enforce_limits(now=created + 61)
-    assert dropped == [(e, frozenset({"a"})) for e in old]
+    assert [(e, names) for _, e, names in dropped] == [(e, frozenset({"a"})) for e in old]
     assert [e for _, e in spool.pending("a", limit=10)] == [young]
     assert spool.stats()["dropped_by_limits"] == 3
 

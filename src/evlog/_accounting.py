@@ -32,6 +32,8 @@ class DropReason(str, enum.Enum):
     BEFORE_SEND = "before_send"
     #: A ``before_send`` processor raised or returned something that is not an Event.
     PROCESSOR_ERROR = "processor_error"
+    #: The event could not be built from what ``log_event`` was given (e.g. its data changed while copied).
+    BUILD_FAILED = "build_failed"
     #: The backend or the exporter's pre-send checks refused these events for good.
     REJECTED = "rejected"
     #: The backend refused the whole batch for good (e.g. bad credentials).
@@ -44,6 +46,10 @@ class DropReason(str, enum.Enum):
     SHUTDOWN = "shutdown"
     #: ``log_event`` was called after ``shutdown()``.
     AFTER_SHUTDOWN = "after_shutdown"
+    #: The durable spool was over ``spool_max_bytes``: its oldest events were dropped.
+    SPOOL_FULL = "spool_full"
+    #: Events waited in the durable spool longer than ``spool_max_age``.
+    SPOOL_EXPIRED = "spool_expired"
     #: The request was sent but no answer came before the shutdown deadline: the backend may have stored the
     #: events or not. Counted apart (``ExporterStats.unknown``), never as sent and never among the drops.
     OUTCOME_UNKNOWN = "outcome_unknown"
@@ -110,6 +116,9 @@ class Stats:
     sampled_out: int = 0
     #: Events lost before fan-out (every exporter lost them), by reason.
     dropped: Mapping[str, int] = attrs.field(factory=dict)
+    #: The durable spool, when there is one: ``events`` and ``bytes`` it holds, ``not_persisted`` (events a
+    #: failing disk kept it from writing), ``dropped_by_limits``, ``unreadable``.
+    spool: Mapping[str, int] = attrs.field(factory=dict)
 
     def __getitem__(self, exporter: str) -> ExporterStats:
         return self.exporters[exporter]

@@ -64,6 +64,9 @@ def configure(
         previous = _intake.install(client)
     if isinstance(previous, Client):
         previous.shutdown(previous.config.shutdown_timeout)
+    if config.spool_dir:
+        # Spools left by processes that are gone are delivered now, not on this process's first event.
+        client.start()
     _apply_exception_capture(config.capture_exceptions)
     _apply_signal_handling(config.handle_signals)
     return config

@@ -18,6 +18,7 @@ from evlog import _intake
 from evlog._accounting import DropReason, ExporterStats, Reporter, Stats
 from evlog._build import NO_RARE, Raw
 from evlog._config import Config
+from evlog._durable import Keeper
 from evlog._guard import guarded
 from evlog._pipeline import Pipeline
 from evlog._retry import RetryPolicy
@@ -46,6 +47,17 @@ class Client:
             for exp in config.exporters
         ]
         _name_duplicates(self.pipelines)
+        self.keeper: Keeper | None = None
+        if config.spool_dir:
+            self.keeper = Keeper(
+                config.spool_dir,
+                max_bytes=config.spool_max_bytes,
+                max_age=config.spool_max_age,
+                reporter=self.reporter,
+                pipelines=self.pipelines,
+            )
+            for pipeline in self.pipelines:
+                pipeline.on_settled = self.keeper.settled
         self.router = Router(
             self.pipelines,
             capacity=config.max_queue_size,
@@ -53,6 +65,7 @@ class Client:
             before_send=config.before_send,
             reporter=self.reporter,
             intake_wait=config.intake_wait,
+            keeper=self.keeper,
         )
         self._sample = config.sample_rate
         self._trace = any(type(e).captures_trace_context for e in config.exporters)
@@ -97,10 +110,11 @@ class Client:
             rare = raw[7] or NO_RARE
             raw = (*raw[:7], (*rare[:5], current_trace_context()))
         if not self.router.started:
-            self._start()
+            self.start()
         self.router.offer(raw)
 
-    def _start(self) -> None:
+    def start(self) -> None:
+        """Start the router and the workers (on the first event, or at configure() with a spool)."""
         with self._lock:
             if self.router.started or self.closed:
                 return
@@ -165,9 +179,23 @@ class Client:
             pipeline.begin_shutdown(deadline)
         for pipeline in self.pipelines:
             finished = pipeline.finish_shutdown(deadline) and finished
+        if self.keeper is not None:
+            self._close_spool(self.keeper)
         self.reporter.summarise()
         # True only when every event that was waiting reached its backend (or was dropped on purpose).
         return finished and self.reporter.lost() == lost_before
+
+    def _close_spool(self, keeper: Keeper) -> None:
+        for pipeline, count in keeper.spilled_at_shutdown():
+            pipeline.spilled = 0
+            self.reporter.drop(
+                DropReason.SHUTDOWN,
+                count,
+                exporter=pipeline.name,
+                detail="still in the spool when this process stopped: the next process started with the same "
+                "spool_dir delivers them",
+            )
+        keeper.close()
 
     def exit_timeout(self) -> float:
         """What the exit-time shutdown may take: ``shutdown_timeout``, less what a crash's flush already used."""
@@ -180,6 +208,9 @@ class Client:
         self._init_runtime()
         self.reporter = Reporter(self.config.on_drop)
         self.router.reset_after_fork(self.reporter)
+        if self.keeper is not None:
+            self.keeper.reporter = self.reporter
+            self.keeper.reset_after_fork()
         for pipeline in self.pipelines:
             pipeline.reset_after_fork(self.reporter)
 
@@ -202,7 +233,10 @@ class Client:
                 # (counted for every exporter) and the ones not routed yet.
                 logged=snap.logged + sum(before.values()) + intake,
             )
-        return Stats(exporters=exporters, intake_queued=intake, sampled_out=self.sampled_out, dropped=before)
+        spool = self.keeper.stats() if self.keeper is not None else {}
+        return Stats(
+            exporters=exporters, intake_queued=intake, sampled_out=self.sampled_out, dropped=before, spool=spool
+        )
 
 
 def _name_duplicates(pipelines: list[Pipeline]) -> None:

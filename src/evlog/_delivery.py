@@ -71,6 +71,7 @@ class Delivery:
         shutdown_deadline: Callable[[], float | None],
         flush_deadline: Callable[[float], float | None],
         replan: threading.Event,
+        settled: Callable[[Sequence[Event]], None],
     ) -> None:
         self.exporter = exporter
         self.name = name
@@ -83,6 +84,8 @@ class Delivery:
         self._flush_deadline = flush_deadline
         #: Set to make a waiting attempt plan again (shutdown began, or a flush is waiting).
         self._replan = replan
+        #: Told of events this exporter is done with: delivered, or given up on for good (the spool drops them).
+        self._settled = settled
         #: The batch being exported or waiting to be retried (what shutdown counts if it abandons it).
         self.in_flight: Batch | None = None
         #: True while ``export`` runs: a batch abandoned then has an unknown outcome, not a known loss.
@@ -126,7 +129,10 @@ class Delivery:
                 plan = self._wait_for_retry(plan, attempt, result.retry_after, first_attempt)
             if plan is None:
                 if self._settle():
-                    self.count_drop(*self._why_given_up(attempt, first_attempt, detail), retry)
+                    reason, why = self._why_given_up(attempt, first_attempt, detail)
+                    self.count_drop(reason, why, retry)
+                    if reason is not DropReason.SHUTDOWN:  # at shutdown, the spool keeps them for the next process
+                        self._settled(retry)
                 return
             final = plan[1]
             attempt += 1
@@ -146,6 +152,7 @@ class Delivery:
                     "export_error", f"exporter {self.name!r} raised in export()", exporter=self.name, exc_info=True
                 )
                 self.count_drop(DropReason.EXPORT_ERROR, f"{type(exc).__name__}: {exc}", batch.events)
+                self._settled(batch.events)
             return None
         self.exporting = False
         return result
@@ -224,4 +231,9 @@ class Delivery:
             self.count_drop(DropReason.FAILED, result.message or "refused by the backend", tally.failed)
         for reason, group in tally.rejected.items():
             self.count_drop(DropReason.REJECTED, reason, group)
+        if tally.retry:
+            retried = {id(event) for event in tally.retry}
+            self._settled([event for event in batch.events if id(event) not in retried])
+        else:
+            self._settled(batch.events)
         return tally.retry

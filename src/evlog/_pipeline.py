@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 import threading
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from evlog._accounting import DropReason, ExporterStats, Reporter
@@ -43,6 +44,8 @@ class Pipeline:
         self.cap = max_queue_size
         self.policy = policy
         self.reporter = reporter
+        #: Told of the events this exporter is done with (the durable spool forgets them); set by the client.
+        self.on_settled: Callable[[str, Sequence[Event]], None] | None = None
         self._init_state()
 
     def _init_state(self) -> None:
@@ -65,11 +68,14 @@ class Pipeline:
             shutdown_deadline=lambda: self._shutdown_deadline,
             flush_deadline=self.buffer.flush_deadline,
             replan=self._replan,
+            settled=self._settled,
         )
         #: Events offered by the router (accepted or not): the pipeline's share of what was logged.
         self.offered = 0
         #: Losses counted for this exporter by the router (see ``FlushMarker``).
         self.router_lost = 0
+        #: Events kept on disk only (the durable spool holds them while the buffer is full).
+        self.spilled = 0
 
     @property
     def state(self) -> State:
@@ -77,12 +83,17 @@ class Pipeline:
 
     # --- producer side (router thread) ---------------------------------------------------------------
 
-    def put(self, event: Event) -> bool:
-        """Queue ``event``; False when the buffer is full (the caller counts the drop)."""
-        self.offered += 1
+    def put(self, event: Event, *, count: bool = True) -> bool:
+        """Queue ``event``; False when the buffer is full (the caller counts the drop, or spools it).
+
+        ``count=False`` for an event read back from the spool: it was counted when it was first offered.
+        """
+        if count:
+            self.offered += 1
         if self.buffer.put(event, waiting_allowed=lambda: self._state is State.RUNNING):
             return True
-        self.router_lost += 1
+        if count:
+            self.router_lost += 1
         return False
 
     @property
@@ -101,6 +112,15 @@ class Pipeline:
             marker.ok = False
         self.buffer.add_marker(marker)
         self._replan.set()
+
+    def _settled(self, events: Sequence[Event]) -> None:
+        hook = self.on_settled
+        if hook is not None and events:
+            with guarded():
+                try:
+                    hook(self.name, events)
+                except Exception:
+                    self.reporter.warn("spool", "the spool could not forget delivered events", exc_info=True)
 
     def lost_before_fan_out(self, count: int) -> None:
         """The router lost events for every exporter (a processor failed, every buffer was full...)."""
@@ -219,7 +239,7 @@ class Pipeline:
     def snapshot(self) -> ExporterStats:
         with self._lock:
             delivery = self.delivery
-            queued = self.buffer.events
+            queued = self.buffer.events + self.spilled
             if delivery.in_flight is not None:
                 queued += len(delivery.in_flight)
             details = dict(delivery.details)

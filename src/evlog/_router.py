@@ -17,6 +17,7 @@ from typing import Any
 from evlog._accounting import DropReason, Reporter
 from evlog._buffer import FlushMarker
 from evlog._build import Raw, materialize
+from evlog._durable import PERSIST_INTERVAL, Keeper
 from evlog._event import Event
 from evlog._guard import guarded, in_evlog
 from evlog._pipeline import Pipeline
@@ -50,7 +51,9 @@ class Router:
         before_send: Sequence[Processor],
         reporter: Reporter,
         intake_wait: float = 0.0,
+        keeper: Keeper | None = None,
     ) -> None:
+        self.keeper = keeper
         self.pipelines = list(pipelines)
         self.capacity = capacity
         self.intake_wait = intake_wait
@@ -143,15 +146,23 @@ class Router:
     # --- the router thread -----------------------------------------------------------------------------------
 
     def _loop(self) -> None:
+        keeper = self.keeper
+        if keeper is not None:
+            keeper.open()
+        # With the spool, a pass writes what it built to disk: it runs at least every PERSIST_INTERVAL.
+        pass_every = min(self.interval, PERSIST_INTERVAL) if keeper is not None else self.interval
         next_tick = time.monotonic() + self.interval
         try:
             while True:
-                timeout = next_tick - time.monotonic()
+                timeout = min(next_tick - time.monotonic(), pass_every)
                 # Under sustained load the intake refills while a pass runs: go again without waiting.
                 if timeout > 0 and not self._stopping and len(self.intake) < self.wake_at:
                     self.wake_event.wait(timeout)
                 self.wake_event.clear()
                 self.route_pending()
+                if keeper is not None:
+                    keeper.refill()
+                    keeper.enforce_limits()
                 now = time.monotonic()
                 if now >= next_tick:
                     for pipeline in self.pipelines:
@@ -165,7 +176,9 @@ class Router:
     def route_pending(self) -> None:
         queue = self.intake
         pipelines = self.pipelines
-        full: dict[int, list[Event]] = {}
+        keeper = self.keeper
+        segment: list[Event] = []
+        self._full: dict[int, list[Event]] = {}
         unbuilt = 0
         # One pass takes what is there when it starts, so it ends (and reports its drops, and lets the
         # interval tick) even while the app keeps logging faster than events can be built.
@@ -177,26 +190,31 @@ class Router:
             if self._waiting and index % 256 == 0:
                 self._let_waiters_in()
             if type(item) is FlushRequest:
+                self._dispatch(segment)  # a flush covers what was logged before it, so that goes first
+                segment = []
                 for pipeline, marker in zip(pipelines, item.markers, strict=True):
-                    pipeline.add_marker(marker)
+                    if keeper is not None:
+                        keeper.add_marker(pipeline, marker)  # behind what is on disk only, if anything is
+                    else:
+                        pipeline.add_marker(marker)
                 item.routed.set()
                 continue
-            if all(pipeline.is_full for pipeline in pipelines):
+            if keeper is None and all(pipeline.is_full for pipeline in pipelines):
                 # No exporter has room: building the event only to drop it would cost CPU and memory.
                 unbuilt += 1
                 continue
             try:
                 built = materialize(item, self.reporter)
-            except Exception as exc:  # pragma: no cover - validated input should always build
+            except Exception as exc:  # e.g. a nested dict changed by another thread while it was copied
                 self._lost_before_fan_out(1)
-                self.reporter.drop(DropReason.PROCESSOR_ERROR, 1, detail=f"could not build the event: {exc!r}")
+                self.reporter.drop(
+                    DropReason.BUILD_FAILED, 1, detail=f"could not build the event: {type(exc).__name__}: {exc}"
+                )
                 continue
             event = self._process(built) if self.before_send else built
-            if event is None:
-                continue
-            for number, pipeline in enumerate(pipelines):
-                if not pipeline.put(event):
-                    full.setdefault(number, []).append(event)
+            if event is not None:
+                segment.append(event)
+        self._dispatch(segment)
         if self._overloaded and not queue:
             self._overloaded = False
         if self._waiting:
@@ -209,7 +227,7 @@ class Router:
                 unbuilt,
                 detail="every exporter's buffer was full (max_queue_size) and the backends are behind",
             )
-        for index, events in full.items():
+        for index, events in self._full.items():
             pipeline = pipelines[index]
             self.reporter.drop(
                 DropReason.QUEUE_FULL,
@@ -218,6 +236,21 @@ class Router:
                 events=events,
                 detail=f"its buffer holds max_queue_size={pipeline.cap} events and the backend is behind",
             )
+
+    def _dispatch(self, events: list[Event]) -> None:
+        """Hand what a pass built to every exporter: written to the spool first, when there is one."""
+        if not events:
+            return
+        keeper = self.keeper
+        if keeper is not None:
+            keeper.persist(events)
+        for number, pipeline in enumerate(self.pipelines):
+            if keeper is not None:
+                lost = keeper.offer(pipeline, events)
+            else:
+                lost = [event for event in events if not pipeline.put(event)]
+            if lost:
+                self._full.setdefault(number, []).extend(lost)
 
     def _lost_before_fan_out(self, count: int) -> None:
         for pipeline in self.pipelines:

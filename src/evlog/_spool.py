@@ -826,14 +826,15 @@ class Spool(_SpoolFile):
             mapped = sum(1 for entry in entries.values() if entry[1] is batch and masks[entry[2]])
         self._live.unmapped -= pending - mapped
 
-    def enforce_limits(self, now: float | None = None) -> list[tuple[Event, frozenset[str]]]:
+    def enforce_limits(self, now: float | None = None) -> list[tuple[int, Event, frozenset[str]]]:
         """Drop the oldest rows while the spool is over ``max_bytes`` or they are older than ``max_age``.
 
-        Returns each dropped event with the exporters that lost it, for the caller to count. Cheap when nothing
+        Returns each dropped event (with its seq) and the exporters that lost it, for the caller to count: an
+        exporter that still holds the event in memory has not lost it, which its seq tells. Cheap when nothing
         is over: the byte total is kept in memory and only the oldest row is read.
         """
         now = time.time() if now is None else now
-        dropped: list[tuple[Event, frozenset[str]]] = []
+        dropped: list[tuple[int, Event, frozenset[str]]] = []
         with self._mutex:
             if self._closed:
                 return dropped
@@ -846,7 +847,7 @@ class Spool(_SpoolFile):
                     if oldest is None or not (over or (cutoff is not None and oldest[1] < cutoff)):
                         break
                     batch, body = next(self._rows(oldest[0]))
-                    lost: list[tuple[Event, frozenset[str]]] = []
+                    lost: list[tuple[int, Event, frozenset[str]]] = []
                     unreadable = 0
                     raws = _loads_or_none(body)
                     for index, mask in enumerate(batch.masks):
@@ -859,7 +860,8 @@ class Spool(_SpoolFile):
                         if event is None:
                             unreadable += 1
                         else:
-                            lost.append((event, frozenset(n for b, n in names.items() if mask >> b & 1)))
+                            names_of = frozenset(n for b, n in names.items() if mask >> b & 1)
+                            lost.append((batch.seq + index, event, names_of))
                     self._drop_batch(batch, raws)
                     dropped.extend(lost)
                     self._dropped += len(lost)
@@ -880,6 +882,18 @@ class Spool(_SpoolFile):
                 "dropped_by_limits": self._dropped,
                 "unreadable": self._unreadable,
             }
+
+    @property
+    def last_seq(self) -> int:
+        """The seq of the last event written (0 before the first)."""
+        with self._mutex:
+            return self._next_seq - 1
+
+    def seq_of(self, event_id: str) -> int | None:
+        """The seq ``append`` gave this event (None when it is not in memory: not written, or already done)."""
+        with self._mutex:
+            entry = self._live.entries.get(event_id)
+            return None if entry is None else int(entry[1].seq + entry[2])
 
     @property
     def exporters(self) -> frozenset[str]:
