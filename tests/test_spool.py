@@ -547,3 +547,25 @@ def test_a_forked_child_does_not_release_the_parents_lock(
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True)
     assert out.stdout == "0\n"
     assert spool.pending("a", limit=5) != []
+
+
+def test_trim_drops_the_same_as_enforce_limits_without_reading_bodies(
+    tmp_path: Path, spools: list[Spool], warnings_: Warnings
+) -> None:
+    spool = open_spool(spools, tmp_path / "spool", warnings_)
+    batch = [make_event(i) for i in range(100)]
+    for start in range(0, 100, 10):
+        spool.append([(e, ("a", "b")) for e in batch[start : start + 10]])
+    spool.done("b", [e.event_id for e in batch[:5]])
+    spool.max_bytes = spool.stats()["bytes"] // 2
+    dropped = spool.trim()
+    assert [seq for seq, _, _ in dropped] == list(range(1, len(dropped) + 1))
+    assert len(dropped) in (50, 60)
+    assert dropped[0][1] == frozenset({"a"}) and dropped[-1][1] == frozenset({"a", "b"})
+    assert not any(expired for _, _, expired in dropped)
+    stats = spool.stats()
+    assert stats["bytes"] <= spool.max_bytes and stats["events"] == 100 - len(dropped)
+    assert [e for _, e in spool.pending("a", limit=100)] == batch[len(dropped) :]
+    spool.done("a", [e.event_id for e in batch[len(dropped) :]])
+    spool.done("b", [e.event_id for e in batch[len(dropped) :]])
+    assert spool.stats()["events"] == 0

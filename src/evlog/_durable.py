@@ -210,33 +210,34 @@ class Keeper:
         """Past ``spool_max_bytes`` / ``spool_max_age`` the oldest events go; an exporter that still holds one
         in memory has not lost it, so only events on disk only (past its overflow cursor) are counted."""
         spool = self.spool
+        if spool is None:
+            return
         now = time.monotonic()
-        if spool is None or now < self._next_limits:
+        # Size is checked every pass (the byte count is in memory), so the file never runs far past the limit;
+        # age, which reads the oldest row, once a second.
+        if now < self._next_limits and not spool.over_size:
             return
         self._next_limits = now + _LIMITS_INTERVAL
-        dropped = spool.enforce_limits()
+        dropped = spool.trim()
         if not dropped:
             return
-        expired_before = time.time() - self.max_age
         for pipeline in self.pipelines:
             overflow = self.overflow[pipeline.name]
             if overflow.cursor is None:
                 continue
-            lost = [e for seq, e, names in dropped if pipeline.name in names and seq > overflow.cursor]
+            cursor = overflow.cursor
+            lost = [expired for seq, names, expired in dropped if pipeline.name in names and seq > cursor]
             if not lost:
                 continue
             overflow.spilled = max(0, overflow.spilled - len(lost))
             pipeline.spilled = overflow.spilled
-            expired = [e for e in lost if e.timestamp.timestamp() < expired_before]
-            full = [e for e in lost if e.timestamp.timestamp() >= expired_before]
-            for reason, group, why in (
+            expired = sum(lost)
+            for reason, count, why in (
                 (DropReason.SPOOL_EXPIRED, expired, f"older than spool_max_age={self.max_age:g} s"),
-                (DropReason.SPOOL_FULL, full, f"the spool held more than spool_max_bytes={self.max_bytes} bytes"),
+                (DropReason.SPOOL_FULL, len(lost) - expired, f"over spool_max_bytes={self.max_bytes} bytes"),
             ):
-                if group:
-                    self.reporter.drop(
-                        reason, len(group), exporter=pipeline.name, events=group, detail=f"{why}; oldest first"
-                    )
+                if count:
+                    self.reporter.drop(reason, count, exporter=pipeline.name, detail=f"{why}; the oldest went first")
 
     # --- worker threads -------------------------------------------------------------------------------------
 

@@ -31,6 +31,11 @@ __all__ = ["FlushRequest", "Router"]
 WAKE_FRACTION = 0.5
 
 
+#: Events handed out (and written to the spool) together: short enough that threads waiting for room in the
+#: intake see the router make progress often, long enough that each spool write carries many events.
+_SEGMENT = 1024
+
+
 class FlushRequest:
     """Queued by ``flush()``: once routed, each pipeline has a marker behind everything logged before."""
 
@@ -179,6 +184,9 @@ class Router:
         keeper = self.keeper
         segment: list[Event] = []
         self._full: dict[int, list[Event]] = {}
+        # Overloaded means "drop at once until what was queued when a wait ran out is routed": this pass takes
+        # everything queued when it starts, so once it ends, calls may wait for room again.
+        was_overloaded = self._overloaded
         unbuilt = 0
         # One pass takes what is there when it starts, so it ends (and reports its drops, and lets the
         # interval tick) even while the app keeps logging faster than events can be built.
@@ -214,8 +222,11 @@ class Router:
             event = self._process(built) if self.before_send else built
             if event is not None:
                 segment.append(event)
+                if len(segment) >= _SEGMENT:
+                    self._dispatch(segment)
+                    segment = []
         self._dispatch(segment)
-        if self._overloaded and not queue:
+        if was_overloaded:
             self._overloaded = False
         if self._waiting:
             self._let_waiters_in()
@@ -241,6 +252,8 @@ class Router:
         """Hand what a pass built to every exporter: written to the spool first, when there is one."""
         if not events:
             return
+        if self._waiting:
+            self._let_waiters_in()
         keeper = self.keeper
         if keeper is not None:
             keeper.persist(events)

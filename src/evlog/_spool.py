@@ -833,8 +833,83 @@ class Spool(_SpoolFile):
         exporter that still holds the event in memory has not lost it, which its seq tells. Cheap when nothing
         is over: the byte total is kept in memory and only the oldest row is read.
         """
+        return [(seq, event, names) for seq, event, names, _ in self._trim(now, decode=True) if event is not None]
+
+    def trim(self, now: float | None = None) -> list[tuple[int, frozenset[str], bool]]:
+        """``enforce_limits`` for the router, which only counts: (seq, exporters that lost it, expired or not).
+
+        It reads no body and deletes the rows in one transaction: decoding and deleting a large backlog row by
+        row would hold the router (and, through backpressure, the app) for seconds.
+        """
         now = time.time() if now is None else now
-        dropped: list[tuple[int, Event, frozenset[str]]] = []
+        out: list[tuple[int, frozenset[str], bool]] = []
+        with self._mutex:
+            if self._closed or self._bytes <= 0:
+                return out
+            cutoff = now - self.max_age if self.max_age > 0 else None
+            try:
+                victims = self._oldest_past_limits(cutoff)
+                if not victims:
+                    return out
+                with _transaction(self._conn):
+                    seqs = [batch.seq for batch, _ in victims]
+                    for start in range(0, len(seqs), _CHUNK):
+                        chunk = seqs[start : start + _CHUNK]
+                        self._conn.execute(f"DELETE FROM batches WHERE seq IN ({_marks(len(chunk))})", chunk)  # noqa: S608
+            except Exception as exc:
+                self._failed("trim", exc)
+                return out
+            names = {bit: name for name, bit in self._bits.items()}
+            sets: dict[int, frozenset[str]] = {}  # one set per distinct mask: most events share one
+            gone: set[int] = set()
+            pending = 0
+            for batch, expired in victims:
+                batch.deleted = True
+                gone.add(id(batch))
+                self._batches.pop(batch.seq, None)
+                self._bytes -= batch.weight
+                seq = batch.seq
+                for index, mask in enumerate(batch.masks):
+                    if mask:
+                        pending += 1
+                        lost = sets.get(mask)
+                        if lost is None:
+                            lost = sets[mask] = frozenset(n for b, n in names.items() if mask >> b & 1)
+                        out.append((seq + index, lost, expired))
+            entries = self._live.entries
+            stale = [key for key, entry in entries.items() if id(entry[1]) in gone]
+            mapped = 0
+            for key in stale:
+                entry = entries.pop(key)
+                mapped += 1 if entry[1].masks[entry[2]] else 0
+            self._live.unmapped -= pending - mapped
+            self._events -= pending
+            self._dropped += pending
+        return out
+
+    def _oldest_past_limits(self, cutoff: float | None) -> list[tuple[_Batch, bool]]:
+        """The oldest rows to drop (with whether each is past ``max_age``), read without their bodies."""
+        victims: list[tuple[_Batch, bool]] = []
+        projected = self._bytes
+        start = 0
+        while True:
+            rows = self._conn.execute(
+                "SELECT seq, created, size, masks FROM batches WHERE seq >= ? ORDER BY seq LIMIT 64", (start,)
+            ).fetchall()
+            if not rows:
+                return victims
+            for seq, created, size, blob in rows:
+                expired = cutoff is not None and created < cutoff
+                if not (expired or (self.max_bytes > 0 and projected > self.max_bytes)):
+                    return victims
+                batch = self._batch(seq, blob, size)
+                victims.append((batch, expired))
+                projected -= batch.weight
+            start = rows[-1][0] + 1
+
+    def _trim(self, now: float | None, *, decode: bool) -> list[tuple[int, Event | None, frozenset[str], bool]]:
+        now = time.time() if now is None else now
+        dropped: list[tuple[int, Event | None, frozenset[str], bool]] = []
         with self._mutex:
             if self._closed:
                 return dropped
@@ -844,24 +919,27 @@ class Spool(_SpoolFile):
                 while self._bytes > 0:
                     over = self.max_bytes > 0 and self._bytes > self.max_bytes
                     oldest = self._conn.execute("SELECT seq, created FROM batches ORDER BY seq LIMIT 1").fetchone()
-                    if oldest is None or not (over or (cutoff is not None and oldest[1] < cutoff)):
+                    expired = cutoff is not None and oldest is not None and oldest[1] < cutoff
+                    if oldest is None or not (over or expired):
                         break
                     batch, body = next(self._rows(oldest[0]))
-                    lost: list[tuple[int, Event, frozenset[str]]] = []
+                    lost: list[tuple[int, Event | None, frozenset[str], bool]] = []
                     unreadable = 0
-                    raws = _loads_or_none(body)
+                    raws = _loads_or_none(body) if decode else None
                     for index, mask in enumerate(batch.masks):
                         if not mask:
                             continue
-                        try:
-                            event = _event_from_raw(raws[index]) if raws is not None else None
-                        except Exception:
-                            event = None
-                        if event is None:
-                            unreadable += 1
-                        else:
-                            names_of = frozenset(n for b, n in names.items() if mask >> b & 1)
-                            lost.append((batch.seq + index, event, names_of))
+                        event: Event | None = None
+                        if decode:
+                            try:
+                                event = _event_from_raw(raws[index]) if raws is not None else None
+                            except Exception:
+                                event = None
+                            if event is None:
+                                unreadable += 1
+                                continue
+                        names_of = frozenset(n for b, n in names.items() if mask >> b & 1)
+                        lost.append((batch.seq + index, event, names_of, expired))
                     self._drop_batch(batch, raws)
                     dropped.extend(lost)
                     self._dropped += len(lost)
@@ -882,6 +960,11 @@ class Spool(_SpoolFile):
                 "dropped_by_limits": self._dropped,
                 "unreadable": self._unreadable,
             }
+
+    @property
+    def over_size(self) -> bool:
+        """True when the events held are past ``max_bytes`` (a counter in memory: free to ask)."""
+        return self.max_bytes > 0 and self._bytes > self.max_bytes
 
     @property
     def last_seq(self) -> int:
