@@ -19,6 +19,7 @@ import random
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -27,7 +28,9 @@ from evlog._buffer import FlushMarker
 from evlog._event import Event
 from evlog._guard import guarded
 from evlog._pipeline import Pipeline
-from evlog._spool import Spool, adopt_orphans
+
+if TYPE_CHECKING:
+    from evlog._spool import Spool
 
 __all__ = ["PERSIST_INTERVAL", "Keeper"]
 
@@ -100,6 +103,8 @@ class Keeper:
 
     def open(self) -> None:
         """Open this process's spool and adopt the ones of dead processes (on the router thread: it is I/O)."""
+        from evlog._spool import Spool, adopt_orphans  # sqlite3 and the rest load only for apps that spool
+
         with guarded():
             self.spool = Spool.open(self.directory, max_bytes=self.max_bytes, max_age=self.max_age, warn=self._warn)
             if self.spool is None:
