@@ -20,11 +20,15 @@ CASES = {
     "deque.append(dict) [floor]": "a = dq.append\nfor i in range(N): a({'name': 'signup', 'plan': i})",
     "evlog.log_event(name, data=...)": "for i in range(N): log_event('signup', data={'plan': i})",
     "evlog.log_event(name)": "for i in range(N): log_event('signup')",
+    "evlog.log_event(name), context bound": "bind(user=User(id='u-42'), data={'region': 'eu'})\n"
+    "for i in range(N): log_event('signup')",
+    "evlog.log_event(name, data=...), context bound": "bind(user=User(id='u-42'), data={'region': 'eu'})\n"
+    "for i in range(N): log_event('signup', data={'plan': i})",
 }
 
 PRELUDE = """
 import collections, sys
-from evlog import _intake
+from evlog import _intake, bind, User
 N = int(sys.argv[1])
 dq = collections.deque()
 gate = _intake._gate

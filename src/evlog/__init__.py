@@ -14,6 +14,9 @@ from evlog import logging as logging
 from evlog._accounting import Drop, DropReason, ExporterStats, Stats
 from evlog._api import configure, flush, shutdown, stats
 from evlog._config import Config
+from evlog._context import bind, context, set_user
+from evlog._context import clear as clear_context
+from evlog._context import current as current_context
 from evlog._errors import ConfigError, EventRejected, EvlogError, ExporterError, InvalidEventError
 from evlog._event import Event, ExceptionInfo, Level, TraceContext, User
 from evlog._excepthook import capture_exception, capturing_exceptions, install_asyncio_handler
@@ -48,14 +51,19 @@ __all__ = [
     "TraceContext",
     "User",
     "__version__",
+    "bind",
     "capture_exception",
     "capturing_exceptions",
+    "clear_context",
     "configure",
+    "context",
+    "current_context",
     "exception_info",
     "flush",
     "install_asyncio_handler",
     "install_exception_hooks",
     "log_event",
+    "set_user",
     "shutdown",
     "stats",
     "uninstall_exception_hooks",

@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Any
 
-from evlog import _build, _excepthook, _intake, _signals
+from evlog import _build, _context, _excepthook, _intake, _signals
 from evlog._accounting import Stats
 from evlog._client import Client
 from evlog._config import Config, load_config
@@ -170,6 +170,7 @@ def reset(timeout: float) -> None:
     if client is not None:
         client.shutdown(timeout)
     _intake.install(None)
+    _context.clear()
     _excepthook.uninstall()
     _hooks_from_config = False
     _apply_signal_handling(False)

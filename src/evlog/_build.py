@@ -13,6 +13,7 @@ import random
 from typing import Any
 
 from evlog._accounting import Reporter
+from evlog._context import Bound
 from evlog._event import Event, Level
 from evlog._values import to_json_data
 
@@ -28,10 +29,11 @@ _LEVEL_OF: dict[str, Level] = {level.value: level for level in Level}
 
 #: The queued tuple, read by position:
 #: ``(name, level, category, labels, message, data, timestamp_or_ns, rare)`` where ``rare`` is None or
-#: ``(event_id, user, session_id, value, exception, trace)``: fields most calls leave out, packed only when
-#: given, because every slot of the tuple costs every call.
+#: ``(event_id, user, session_id, value, exception, trace, bound)``: fields most calls leave out, packed only
+#: when given, because every slot of the tuple costs every call (``bound``: the context bound at the call). When
+#: the only rare thing is a bound context, ``rare`` is that ``Bound`` itself.
 Raw = tuple[Any, ...]
-NO_RARE = (None, None, None, None, None, None)
+NO_RARE = (None, None, None, None, None, None, None)
 
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_UTC)
 _MICROS = _dt.timedelta(microseconds=1)
@@ -64,7 +66,17 @@ def _to_datetime(stamp: Any) -> _dt.datetime:
 def materialize(raw: Raw, reporter: Reporter) -> Event:
     """Build the immutable event from log_event's tuple (on a background thread)."""
     name, lvl, category, labels, message, data, stamp, rare = raw
-    event_id, user, session_id, value, exc, trace = rare or NO_RARE
+    fields: tuple[Any, ...] = (*NO_RARE[:6], rare) if type(rare) is Bound else (rare or NO_RARE)
+    event_id, user, session_id, value, exc, trace, bound = fields
+    if bound is not None:
+        # What the call says wins; data keys merge (the call's win) and labels add up.
+        user = user if user is not None else bound.user
+        session_id = session_id if session_id is not None else bound.session_id
+        category = category if category is not None else bound.category
+        if bound.labels:
+            labels = bound.labels + tuple(label for label in labels or () if label not in bound.labels)
+        if bound.data:
+            data = {**bound.data, **data} if data else dict(bound.data)
     if data:
         data, problems = to_json_data(data)
         for problem in problems:

@@ -108,8 +108,10 @@ class Client:
         if self._trace:
             from evlog._trace import current_trace_context  # only for exporters that link events to traces
 
-            rare = raw[7] or NO_RARE
-            raw = (*raw[:7], (*rare[:5], current_trace_context()))
+            rare = raw[7]
+            if rare is None or type(rare) is not tuple:  # nothing rare, or only a bound context
+                rare = (*NO_RARE[:6], rare)
+            raw = (*raw[:7], (*rare[:5], current_trace_context(), rare[6]))
         if not self.router.started:
             self.start()
         self.router.offer(raw)

@@ -19,7 +19,9 @@ from collections.abc import Callable, Iterable, Mapping
 from time import time_ns as _time_ns
 from typing import Any, Protocol
 
+from evlog import _context
 from evlog._build import LEVELS, Raw
+from evlog._context import bound as _bound
 from evlog._event import ExceptionInfo, Level, User, Value
 from evlog._validate import bad, check_data, check_labels, check_rare
 
@@ -162,7 +164,8 @@ def log_event(
             data = data.copy()
         else:
             data = check_data(data)
-    rare = None
+    rare: Any = None
+    bound = _bound() if _context.used else None  # the context bound on this thread or task
     if (
         timestamp is not None
         or event_id is not None
@@ -172,7 +175,9 @@ def log_event(
         or exception is not None
     ):
         check_rare(timestamp, event_id, user, session_id, value, exception)
-        rare = (event_id, user, session_id, value, exception, None)
+        rare = (event_id, user, session_id, value, exception, None, bound)
+    else:
+        rare = bound  # the context alone needs no tuple of its own: one allocation less per call
     # Short, and holding no container in the common case: the garbage collector scans each queued tuple
     # until it untracks it, so every slot costs every call.
     raw = (name, lvl, category, labels, message, data, timestamp or _time_ns(), rare)

@@ -57,6 +57,7 @@ def reset(timeout: float = 5.0) -> None:
     """Back to a clean state, as after ``import evlog``: for test fixtures.
 
     Shuts the running configuration down (delivering what it can within ``timeout`` seconds), forgets it, so the
-    next ``log_event`` configures afresh from the environment, and removes evlog's exception hooks.
+    next ``log_event`` configures afresh from the environment, clears the context bound on this thread, and
+    removes evlog's exception hooks.
     """
     _api.reset(timeout)
