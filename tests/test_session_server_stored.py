@@ -167,10 +167,18 @@ def test_a_heartbeat_answered_404_starts_a_replacement_that_gets_heartbeats(fake
     assert evlog.flush(5)
     lost = fake.only_session().id
     fake.server.wait_for(1, path=f"/api/sessions/{lost}/heartbeat")
+    seen = len(fake.server.requests)
     fake.forget(lost)
-    fake.server.wait_for(2, path="/api/sessions")  # the replacement, created by the heartbeat
+    # The next heartbeat gets 404, creates the replacement, then beats for it: wait until that beat arrived
+    # (the replacement exists by then: its creation was answered first).
+    while True:
+        requests = fake.server.wait_for(seen + 1)
+        beats = [r.path for r in requests[seen:] if r.path.endswith("/heartbeat") and lost not in r.path]
+        if beats:
+            break
+        seen = len(requests)
     replacement = fake.only_session().id
-    fake.server.wait_for(1, path=f"/api/sessions/{replacement}/heartbeat")
+    assert beats[0] == f"/api/sessions/{replacement}/heartbeat"
     evlog.log_event("after")
     assert evlog.flush(5)
     assert [e["name"] for e in fake.events(replacement)] == ["after"]
