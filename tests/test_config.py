@@ -385,7 +385,7 @@ def test_unknown_top_level_key_in_evlog_toml_is_one_warning_with_a_did_you_mean(
     load_config({})
     warnings = [r.getMessage() for r in caplog.records if r.name == "evlog"]
     assert len(warnings) == 1
-    assert "unknown key in evlog.toml flush_intervall" in warnings[0]
+    assert "unknown key flush_intervall in evlog.toml, ignored" in warnings[0]
     assert "did you mean flush_interval?" in warnings[0]
 
 

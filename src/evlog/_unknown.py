@@ -25,13 +25,11 @@ class Unknown:
     source: str
     suggestion: str | None
 
-    @property
-    def what(self) -> str:
-        return "environment variable" if self.source == "environment" else f"key in {self.source}"
-
     def message(self) -> str:
         hint = f"; did you mean {self.suggestion}?" if self.suggestion else ""
-        return f"unknown {self.what} {self.name}, ignored{hint}"
+        if self.source == "environment":
+            return f"unknown environment variable {self.name}, ignored{hint}"
+        return f"unknown key {self.name} in {self.source}, ignored{hint}"
 
 
 def _closest(name: str, known: Iterable[str]) -> str | None:
