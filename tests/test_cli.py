@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from support.datacat_fake import DataCatFake
-from support.loopback import RecordingServer
+from support.loopback import RecordingServer, Reply
 from support.statsig_fake import KEY, PATH, StatsigFake
 
 COMMANDS = [
@@ -181,3 +181,54 @@ def test_tail_of_a_missing_file_fails() -> None:
     result = evlog_cli("tail", "nope.jsonl")
     assert result.returncode == 1
     assert "cannot read nope.jsonl" in result.stderr
+
+
+def leave_an_orphan_spool(spool: Path, endpoint: str) -> None:
+    """A process that spools one event for statsig and dies before delivering it."""
+    script = (
+        "import os, time, evlog\n"
+        f"evlog.configure(exporters={{'statsig': {{'api_key': {KEY!r}, 'endpoint': {endpoint!r}}}}}, "
+        f"spool_dir={str(spool)!r}, flush_interval=60)\n"
+        "evlog.log_event('kept_on_disk')\n"
+        "time.sleep(0.6)\n"
+        "os._exit(0)\n"
+    )
+    base = {k: v for k, v in os.environ.items() if not k.startswith("EVLOG_")}
+    subprocess.run([sys.executable, "-c", script], env=base, check=True, timeout=30)
+
+
+def test_spool_ls_shows_pending_events_per_exporter_and_purge_removes_them(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    leave_an_orphan_spool(spool, f"http://127.0.0.1:{closed_port()}/v1/log_event")
+    env = {"EVLOG_SPOOL_DIR": str(spool)}
+    listing = evlog_cli("spool", "ls", env=env)
+    assert listing.returncode == 0, listing.stderr
+    assert "owner gone" in listing.stdout
+    assert "statsig: 1" in listing.stdout
+    refused = evlog_cli("spool", "purge", env=env, stdin="n\n")
+    assert refused.returncode == 1
+    assert list(spool.glob("*.evspool"))
+    purged = evlog_cli("spool", "purge", "--yes", env=env)
+    assert purged.returncode == 0
+    assert "removed 1 file(s)" in purged.stdout
+    assert list(spool.iterdir()) == []
+
+
+def test_spool_replay_delivers_what_a_dead_process_left(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    with RecordingServer(StatsigFake()) as server:
+        statsig_toml(server.url + PATH)
+        server.script(*[Reply(503, {"success": False})] * 3)
+        leave_an_orphan_spool(spool, server.url + PATH)
+        server.reset()
+        result = evlog_cli("spool", "replay", "--timeout", "10", env={"EVLOG_SPOOL_DIR": str(spool)})
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "statsig: sent 1" in result.stdout
+        assert len(server.requests_to(PATH)) == 1
+    assert evlog_cli("spool", "ls", env={"EVLOG_SPOOL_DIR": str(spool)}).stdout.strip() == "no spool files"
+
+
+def test_spool_without_spool_dir_says_so() -> None:
+    result = evlog_cli("spool", "ls")
+    assert result.returncode == 2
+    assert "spool_dir is not set" in result.stderr
