@@ -55,8 +55,8 @@ def _data(pairs: list[str]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import evlog
-    from evlog._api import current_client
+    from evlog import _api
+    from evlog._intake import log_event
 
     try:
         data = _data(args.data)
@@ -77,21 +77,21 @@ def run(args: argparse.Namespace) -> int:
     logger = logging.getLogger("evlog")
     logger.addHandler(handler)
     try:
-        config = evlog.configure(**{**config_arguments(args), **overrides})
+        config = _api.configure(**{**config_arguments(args), **overrides})
     except ConfigError as exc:
         return error(exc)
     finally:
         logger.removeHandler(handler)
     show_warnings(handler.messages)
     try:
-        evlog.log_event(args.name, level=args.level, category=args.category, message=args.message, data=data or None)
+        log_event(args.name, level=args.level, category=args.category, message=args.message, data=data or None)
     except EvlogError as exc:
-        evlog.shutdown(1)
+        _api.shutdown(1)
         return error(exc)
-    evlog.flush(args.timeout)
-    client = current_client()
+    _api.flush(args.timeout)
+    client = _api.current_client()
     stats = client.stats() if client is not None else None
-    evlog.shutdown(2)
+    _api.shutdown(2)
     ok = True
     for exporter in config.exporters:
         name = exporter.name

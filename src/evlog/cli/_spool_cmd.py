@@ -131,7 +131,7 @@ def _ls(files: list[_File]) -> None:
 
 
 def _replay(args: argparse.Namespace, directory: str) -> int:
-    import evlog
+    from evlog import _api
 
     before = [f for f in _files(directory) if f.orphan]
     if not before:
@@ -139,20 +139,20 @@ def _replay(args: argparse.Namespace, directory: str) -> int:
         return 0
     environ(args)
     try:
-        evlog.configure(**config_arguments(args))  # adopts the orphans and starts delivering them
+        _api.configure(**config_arguments(args))  # adopts the orphans and starts delivering them
     except ConfigError as exc:
         return error(exc)
     deadline = time.monotonic() + args.timeout
     left = before
     while time.monotonic() < deadline:
-        evlog.flush(max(0.1, min(1.0, deadline - time.monotonic())))
+        _api.flush(max(0.1, min(1.0, deadline - time.monotonic())))
         names = {f.path for f in before}
         left = [f for f in _files(directory) if f.path in names and any(f.pending.values())]
         if not left:
             break
         time.sleep(0.2)
-    stats = evlog.stats()
-    evlog.shutdown(5)
+    stats = _api.stats()
+    _api.shutdown(5)
     for name, figures in sorted(stats.exporters.items()):
         print(f"{name}: sent {figures.sent}, dropped {figures.dropped_total}")
     if left:
