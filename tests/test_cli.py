@@ -13,6 +13,7 @@ import pytest
 
 from support.datacat_fake import DataCatFake
 from support.loopback import RecordingServer, Reply
+from support.mcp_fake import McpFake
 from support.statsig_fake import KEY, PATH, StatsigFake
 
 COMMANDS = [
@@ -232,3 +233,26 @@ def test_spool_without_spool_dir_says_so() -> None:
     result = evlog_cli("spool", "ls")
     assert result.returncode == 2
     assert "spool_dir is not set" in result.stderr
+
+
+def test_doctor_checks_an_adcp_agent_with_the_handshake_and_says_the_token_is_not_checkable() -> None:
+    with McpFake() as fake:
+        env = {
+            "EVLOG_EXPORTERS": "adcp",
+            "EVLOG_ADCP_AGENT_URL": fake.url,
+            "EVLOG_ADCP_EVENT_SOURCE_ID": "web",
+            "EVLOG_ADCP_TOKEN": "adcp-token-abcdefgh",
+        }
+        result = evlog_cli("doctor", env=env)
+        assert [r.json()["method"] for r in fake.server.requests_to("/mcp") if r.method == "POST"] == ["initialize"]
+    assert result.returncode == 0, result.stdout
+    assert "AdCP MCP handshake  accepted (HTTP 200)" in result.stdout
+    assert "[unchecked] adcp: AdCP token" in result.stdout
+    assert "not checkable without sending an event" in result.stdout
+
+
+def test_doctor_refuses_a_secret_no_header_can_carry() -> None:
+    statsig_toml("http://127.0.0.1:9/v1/log_event", key="secret-\u2026")
+    result = evlog_cli("doctor")
+    assert result.returncode == 1
+    assert "exporters.statsig.api_key (from evlog.toml): contains '\u2026' (U+2026)" in result.stdout

@@ -30,7 +30,7 @@ def _ensure_handler() -> None:
     internal_logger.setLevel(logging.DEBUG)
     if _handler is None and not internal_logger.hasHandlers():
         _handler = logging.StreamHandler(sys.stderr)
-        _handler.setFormatter(logging.Formatter("%(name)s %(levelname)s: %(message)s"))
+        _handler.setFormatter(logging.Formatter("%(message)s"))
         internal_logger.addHandler(_handler)
 
 

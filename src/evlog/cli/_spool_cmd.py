@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import fcntl
 import os
+import re
 import socket
 import sqlite3
 import sys
@@ -61,15 +62,14 @@ class _File:
 
 
 def _owner(path: Path) -> str:
-    """ "running (pid N)" when this host's process named in the file name is alive; else "gone"."""
-    host, _, rest = path.name.rpartition("-")[0].rpartition("-")
-    pid_text = rest
+    """ "running (pid N)" when the process named in the file name (``<host>-<pid>-<random>``) lives on this host;
+    "gone" when it does not; "other host" when the file came from elsewhere (a shared directory)."""
+    host, _, pid_text = path.name.rpartition("-")[0].rpartition("-")
     try:
         pid = int(pid_text)
     except ValueError:
         return "unknown"
-    this_host = socket.gethostname()
-    if host and not this_host.startswith(host[:64].split("_")[0]):
+    if host != (re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname())[:64] or "host"):  # as _spool names files
         return f"other host ({host})"
     try:
         os.kill(pid, 0)
