@@ -62,9 +62,12 @@ def _env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("EVLOG_")}
 
 
-def _config(server: RecordingServer, spool: Path, **extra: object) -> str:
+def _config(server: RecordingServer, spool: Path, jsonl: Path | None = None, **extra: object) -> str:
+    exporters: dict[str, object] = {"statsig": {"api_key": KEY, "endpoint": server.url + PATH}}
+    if jsonl is not None:
+        exporters["jsonl"] = {"path": str(jsonl)}
     options = {
-        "exporters": {"statsig": {"api_key": KEY, "endpoint": server.url + PATH}},
+        "exporters": exporters,
         "spool_dir": str(spool),
         "flush_interval": 0.1,
         "retry_initial_backoff": 0.05,
@@ -154,6 +157,22 @@ def test_a_corrupt_spool_file_is_set_aside_with_a_warning(tmp_path: Path, caplog
     assert any("corrupt" in r.getMessage() or "set aside" in r.getMessage() for r in caplog.records)
 
 
+def test_events_older_than_spool_max_age_are_dropped_and_counted(
+    backend: tuple[RecordingServer, _Switchable], tmp_path: Path
+) -> None:
+    server, switch = backend
+    evlog.configure(**json.loads(_config(server, tmp_path / "spool", max_queue_size=10, spool_max_age=0.3)))
+    for i in range(100):
+        evlog.log_event("e", data={"i": i})
+    evlog.flush(1.5)  # the age check runs once a second
+    dropped = evlog.stats()["statsig"].dropped
+    assert dropped.get("spool_expired", 0) >= 80  # the ones on disk only; the buffer's ten are still in memory
+    switch.down = False
+    evlog.flush(10)
+    stats = evlog.stats()["statsig"]
+    assert stats.sent + stats.dropped_total == 100
+
+
 def test_shutdown_with_the_backend_down_leaves_the_events_to_the_next_process(
     backend: tuple[RecordingServer, _Switchable], tmp_path: Path
 ) -> None:
@@ -213,7 +232,8 @@ def test_after_kill_9_new_processes_deliver_the_rest_once_losing_at_most_the_win
     backend: tuple[RecordingServer, _Switchable], tmp_path: Path, adopters: int
 ) -> None:
     server, switch = backend
-    config = _config(server, tmp_path / "spool")
+    written = tmp_path / "events.jsonl"
+    config = _config(server, tmp_path / "spool", jsonl=written)
     logger = _start(_LOGGER, config)
     try:
         assert logger.stdout is not None
@@ -247,3 +267,7 @@ def test_after_kill_9_new_processes_deliver_the_rest_once_losing_at_most_the_win
     assert len(got) == len(set(got))  # each event once, even with two adopters at once
     assert set(range(last - 300)) <= set(got)  # only the last moments before the kill may be missing
     assert max(got) <= last + 100
+    # The file exporter, which the killed process wrote to as it went: each event once as well.
+    lines = [json.loads(line)["data"]["i"] for line in written.read_text().splitlines()]
+    assert len(lines) == len(set(lines))
+    assert set(range(last - 300)) <= set(lines)

@@ -61,6 +61,7 @@ class Client:
             )
             for pipeline in self.pipelines:
                 pipeline.on_settled = self.keeper.settled
+                pipeline.origin_of = self.keeper.origin_of
         self.router = Router(
             self.pipelines,
             capacity=config.max_queue_size,

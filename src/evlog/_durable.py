@@ -19,6 +19,7 @@ import random
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -27,7 +28,9 @@ from evlog._buffer import FlushMarker
 from evlog._event import Event
 from evlog._guard import guarded
 from evlog._pipeline import Pipeline
-from evlog._spool import Spool, adopt_orphans
+
+if TYPE_CHECKING:
+    from evlog._spool import Spool
 
 __all__ = ["PERSIST_INTERVAL", "Keeper"]
 
@@ -60,6 +63,8 @@ class _Adopted:
     exhausted: set[str] = attrs.Factory(set)
     #: Events read from it and not yet settled: the file closes only once they are.
     outstanding: int = 0
+    #: Exporter name -> what that process's exporter saved with ``spool_state()``.
+    state: dict[str, dict[str, str]] = attrs.Factory(dict)
 
 
 class Keeper:
@@ -89,6 +94,7 @@ class Keeper:
         self._origin: dict[str, _Adopted] = {}
         self._lock = threading.Lock()
         self._next_limits = 0.0
+        self._saved_state: dict[str, dict[str, str]] = {}
 
     def _warn(self, message: str) -> None:
         self.reporter.warn("spool", message)
@@ -97,12 +103,14 @@ class Keeper:
 
     def open(self) -> None:
         """Open this process's spool and adopt the ones of dead processes (on the router thread: it is I/O)."""
+        from evlog._spool import Spool, adopt_orphans  # sqlite3 and the rest load only for apps that spool
+
         with guarded():
             self.spool = Spool.open(self.directory, max_bytes=self.max_bytes, max_age=self.max_age, warn=self._warn)
             if self.spool is None:
                 return
             adopted = adopt_orphans(self.directory, warn=self._warn, max_bytes=self.max_bytes, max_age=self.max_age)
-            self._adopted = [_Adopted(spool) for spool in adopted]
+            self._adopted = [_Adopted(spool, state=spool.load_state()) for spool in adopted]
             self._adopt_after = time.monotonic() + random.uniform(0, _ADOPTION_JITTER)
 
     def persist(self, events: Sequence[Event]) -> None:
@@ -154,6 +162,7 @@ class Keeper:
         spool = self.spool
         if spool is None:
             return
+        self._save_state(spool)
         for pipeline in self.pipelines:
             room = pipeline.cap - pipeline.buffer.events
             if room < pipeline.cap // 2:
@@ -165,6 +174,28 @@ class Keeper:
                 self._refill_adopted(pipeline, min(room, pipeline.max_batch))
             pipeline.spilled = overflow.spilled
         self._close_finished_adoptions()
+
+    def _save_state(self, spool: Spool) -> None:
+        for pipeline in self.pipelines:
+            with guarded():
+                try:
+                    state = dict(pipeline.exporter.spool_state())
+                except Exception:
+                    self.reporter.warn(
+                        "spool_state", f"exporter {pipeline.name!r} raised in spool_state()", exc_info=True
+                    )
+                    continue
+                if state and state != self._saved_state.get(pipeline.name):
+                    spool.save_state(pipeline.name, state)
+                    self._saved_state[pipeline.name] = state
+
+    def origin_of(self, exporter: str, event_id: str) -> dict[str, str] | None:
+        """What the process that logged an adopted event saved for ``exporter`` (None: this process's own)."""
+        if not self._origin:
+            return None
+        with self._lock:
+            source = self._origin.get(event_id)
+        return None if source is None else source.state.get(exporter)
 
     def _refill_overflow(self, spool: Spool, pipeline: Pipeline, overflow: Overflow, room: int) -> None:
         assert overflow.cursor is not None
@@ -271,6 +302,8 @@ class Keeper:
         return [(p, self.overflow[p.name].spilled) for p in self.pipelines if self.overflow[p.name].spilled]
 
     def close(self) -> None:
+        if self.spool is not None:
+            self._save_state(self.spool)  # a session created during the shutdown's deliveries is saved too
         with guarded():
             for source in self._adopted:
                 source.spool.close()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from evlog._accounting import DropReason, ExporterStats, Reporter
@@ -46,6 +46,8 @@ class Pipeline:
         self.reporter = reporter
         #: Told of the events this exporter is done with (the durable spool forgets them); set by the client.
         self.on_settled: Callable[[str, Sequence[Event]], None] | None = None
+        #: What an earlier process saved for events adopted from its spool (see ``Batch.origins``).
+        self.origin_of: Callable[[str, str], Mapping[str, str] | None] | None = None
         self._init_state()
 
     def _init_state(self) -> None:
@@ -56,6 +58,7 @@ class Pipeline:
         self._lock = threading.Lock()
         self._state = State.RUNNING
         self._shutdown_deadline: float | None = None
+        self._delivery_deadline: float | None = None
         self._thread: threading.Thread | None = None
         self._replan = threading.Event()
         self.delivery = Delivery(
@@ -65,7 +68,7 @@ class Pipeline:
             reporter=self.reporter,
             lock=self._lock,
             abandoned=lambda: self._state is State.ABANDONED,
-            shutdown_deadline=lambda: self._shutdown_deadline,
+            shutdown_deadline=lambda: self._delivery_deadline,
             flush_deadline=self.buffer.flush_deadline,
             replan=self._replan,
             settled=self._settled,
@@ -112,6 +115,17 @@ class Pipeline:
             marker.ok = False
         self.buffer.add_marker(marker)
         self._replan.set()
+
+    def _origins(self, events: Sequence[Event]) -> dict[str, Mapping[str, str]]:
+        find = self.origin_of
+        if find is None:
+            return {}
+        found = {}
+        for event in events:
+            state = find(self.name, event.event_id)
+            if state is not None:
+                found[event.event_id] = state
+        return found
 
     def _settled(self, events: Sequence[Event]) -> None:
         hook = self.on_settled
@@ -184,7 +198,10 @@ class Pipeline:
                 if self._state is State.ABANDONED:
                     return
                 start = time.monotonic()
-                batch = Batch(tuple(buffer.take()), deadline=self.delivery.request_deadline(start, start))
+                events = tuple(buffer.take())
+                batch = Batch(
+                    events, deadline=self.delivery.request_deadline(start, start), origins=self._origins(events)
+                )
                 self.delivery.in_flight = batch
             self.delivery.deliver(batch, start)
 
@@ -198,8 +215,11 @@ class Pipeline:
     # --- control -----------------------------------------------------------------------------------------
 
     def begin_shutdown(self, deadline: float) -> None:
+        reserve = min(type(self.exporter).shutdown_reserve, max(0.0, deadline - time.monotonic()) / 2)
         with self._lock:
             self._shutdown_deadline = deadline
+            # Deliveries stop this much earlier, so the exporter's own shutdown (ending a session) has its time.
+            self._delivery_deadline = deadline - reserve
             if self._state is State.RUNNING:
                 self._state = State.DRAINING
         self._replan.set()

@@ -70,6 +70,7 @@ CREATE TABLE batches (
     body BLOB NOT NULL        -- a JSON array of events, each as encode_event() writes it
 );
 CREATE TABLE exporters (name TEXT PRIMARY KEY, bit INTEGER NOT NULL UNIQUE);
+CREATE TABLE state (exporter TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (exporter, key));
 PRAGMA application_id = {_APP_ID};
 PRAGMA user_version = {_FORMAT};
 """
@@ -960,6 +961,33 @@ class Spool(_SpoolFile):
                 "dropped_by_limits": self._dropped,
                 "unreadable": self._unreadable,
             }
+
+    def save_state(self, exporter: str, state: dict[str, str]) -> None:
+        """What a later process needs to deliver this exporter's events as this one would have (the session
+        server's session id), replacing what was saved before. Never raises."""
+        with self._mutex:
+            if self._closed:
+                return
+            try:
+                with _transaction(self._conn):
+                    self._conn.execute("DELETE FROM state WHERE exporter = ?", (exporter,))
+                    self._conn.executemany(
+                        "INSERT INTO state(exporter, key, value) VALUES (?, ?, ?)",
+                        [(exporter, str(k), str(v)) for k, v in state.items()],
+                    )
+            except Exception as exc:
+                self._failed("write", exc)
+
+    def load_state(self) -> dict[str, dict[str, str]]:
+        """Exporter name -> what ``save_state`` kept (empty for a file written before it existed)."""
+        out: dict[str, dict[str, str]] = {}
+        with self._mutex:
+            try:
+                for exporter, key, value in self._conn.execute("SELECT exporter, key, value FROM state"):
+                    out.setdefault(str(exporter), {})[str(key)] = str(value)
+            except Exception as exc:
+                self._failed("read", exc)
+        return out
 
     @property
     def over_size(self) -> bool:

@@ -9,6 +9,14 @@ trailing newline (Go's ``http.Error``); the event fields are type-checked the wa
 (400 ``Invalid request body``), ``level`` is dropped and ``category`` defaults to info/error; unknown sessions
 give 404 ``session not found``; gzip bodies are accepted. ``documented_replies=True`` answers in the form the
 docs show instead (201 with ``id``, ``{"success": true}``).
+
+And what the real server does beyond the contract, measured against it (issue 14): numbers in ``data`` are
+float64 (an integer past 2**53 is rounded); an exception event whose category is ``info`` is stored as
+``error``; the names ``application_appears_hung`` / ``application_recovered`` set and clear ``hung``; a session
+is ``suspended`` once its last heartbeat is older than ``heartbeat_timeout`` and stays ``active`` forever if it
+never sent one; creating a session with a ``machine_id`` marks that machine's suspended, never-ended sessions
+crashed; events are accepted after ``/end`` and stored in arrival order; each event costs ``latency`` plus
+``growth`` seconds per event the session already holds (the real one re-serialises the whole session).
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import datetime as _dt
 import json
 import re
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -44,6 +53,9 @@ class FakeSession:
     ended: bool = False
     crashed: bool = False
     crash_reason: str | None = None
+    hung: bool = False
+    #: ``time.monotonic()`` of the last heartbeat (None: never).
+    last_heartbeat: float | None = None
 
 
 def _text(status: int, message: str) -> Reply:
@@ -74,17 +86,35 @@ def _check_event(body: Any) -> dict[str, Any]:
     if stamp is not None and (type(stamp) is not str or not _RFC3339.match(stamp)):
         raise _BadBody
     stored = {k: v for k, v in body.items() if k != "level"}
-    if not stored.get("category"):
-        stored["category"] = "error" if stored.get("exception_type") else "info"
+    category = stored.get("category") or "info"
+    if stored.get("exception_type") and category == "info":  # the server's default for exceptions wins
+        category = "error"
+    stored["category"] = category
     return stored
 
 
+def _float64_data(raw: bytes) -> Any:
+    """``data`` as Go decodes it into ``map[string]interface{}``: every number a float64."""
+    return json.loads(raw, parse_int=lambda text: float(int(text))).get("data")
+
+
 class DataCatFake:
-    def __init__(self, *, api_key: str | None = None, documented_replies: bool = False, latency: float = 0.0) -> None:
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        documented_replies: bool = False,
+        latency: float = 0.0,
+        growth: float = 0.0,
+        heartbeat_timeout: float = 60.0,
+    ) -> None:
         self.api_key = api_key
         self.documented_replies = documented_replies
         #: Seconds each events request takes (spent inside the handler, so overlapping requests are counted).
         self.latency = latency
+        #: Extra seconds per event the session already holds.
+        self.growth = growth
+        self.heartbeat_timeout = heartbeat_timeout
         self.sessions: dict[str, FakeSession] = {}
         self.in_flight = 0
         self.max_in_flight = 0
@@ -165,6 +195,7 @@ class DataCatFake:
             session = self.sessions[sid]
             if op == "heartbeat":
                 session.heartbeats += 1
+                session.last_heartbeat = time.monotonic()
             elif op == "end":
                 session.ended = True
             elif op == "crash":
@@ -183,21 +214,49 @@ class DataCatFake:
         if not (isinstance(product, str) and product and isinstance(version, str) and version):
             return _text(400, "Product and version are required fields")
         sid = str(uuid.uuid4())
+        machine = body.get("machine_id")
         with self._lock:
-            self.sessions[sid] = FakeSession(sid, product, version, body.get("hostname"), body.get("machine_id"))
+            if machine:
+                for earlier in self.sessions.values():
+                    if earlier.machine_id == machine and self._suspended(earlier):
+                        earlier.crashed = earlier.ended = True
+                        earlier.events.append({"name": "session_crashed_detected", "category": "critical"})
+            self.sessions[sid] = FakeSession(sid, product, version, body.get("hostname"), machine)
         if self.documented_replies:
             return Reply(201, {"id": sid, "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat()})
         return Reply(200, {"session_id": sid})
+
+    def _suspended(self, session: FakeSession) -> bool:
+        """Heartbeats stopped and never ended; a session that sent none is never suspended (the real rule)."""
+        beat = session.last_heartbeat
+        return not session.ended and beat is not None and time.monotonic() - beat > self.heartbeat_timeout
+
+    def state(self, session_id: str) -> dict[str, Any]:
+        """The flags the real server computes on read."""
+        with self._lock:
+            session = self.sessions[session_id]
+            suspended = self._suspended(session)
+            return {
+                "active": not session.ended and not suspended,
+                "suspended": suspended,
+                "crashed": session.crashed,
+                "hung": session.hung,
+                "ended": session.ended,
+            }
 
     def _event(self, sid: str, request: Request) -> Reply:
         with self._lock:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            held = len(self.sessions[sid].events) if sid in self.sessions else 0
         try:
-            if self.latency:
-                self._stopping.wait(self.latency)  # simulated server latency, not synchronisation
+            delay = self.latency + self.growth * held
+            if delay:
+                self._stopping.wait(delay)  # simulated server latency, not synchronisation
             try:
                 stored = _check_event(_json(request.body))
+                if isinstance(stored.get("data"), dict):
+                    stored["data"] = _float64_data(request.body)
             except _BadBody:
                 return _text(400, "Invalid request body")
             with self._lock:
@@ -205,6 +264,10 @@ class DataCatFake:
                 if session is None:
                     return _text(404, "session not found")
                 session.events.append(stored)
+                if stored.get("name") == "application_appears_hung":
+                    session.hung = True
+                elif stored.get("name") == "application_recovered":
+                    session.hung = False
             return self._ok()
         finally:
             with self._lock:

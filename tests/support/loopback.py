@@ -95,6 +95,9 @@ class RecordingServer:
 
         class _Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in separate writes: with Nagle's algorithm on, a keep-alive client waits
+            # for the delayed ACK (about 40 ms) on every request, which real servers (Go's, nginx) never make it do.
+            disable_nagle_algorithm = True
 
             def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
                 pass

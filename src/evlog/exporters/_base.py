@@ -39,6 +39,9 @@ class Batch:
     batch_id: str = attrs.field(factory=lambda: uuid.uuid4().hex)
     attempt: int = 0
     deadline: float | None = None
+    #: For events logged by an earlier process and delivered from its durable spool: event id -> what that
+    #: process's exporter saved with ``spool_state()`` (e.g. the session they belong to). Empty otherwise.
+    origins: Mapping[str, Mapping[str, str]] = attrs.field(factory=dict)
 
     def __len__(self) -> int:
         return len(self.events)
@@ -153,6 +156,9 @@ class Exporter:
     #: backend's: when their buffer is full the router waits for room instead of dropping, so an app that logs
     #: faster than they write is slowed down (briefly, see ``intake_wait``) instead of losing events.
     backpressure: ClassVar[bool] = False
+    #: Seconds of the shutdown budget kept for ``shutdown()`` itself (ending a session, say): deliveries at
+    #: shutdown stop that much before its deadline (at most half of what is left).
+    shutdown_reserve: ClassVar[float] = 0.0
     #: Upper bound on events per ``export`` call, when the options do not set ``max_batch_size``.
     default_max_batch_size: ClassVar[int] = 512
 
@@ -188,6 +194,15 @@ class Exporter:
 
     def stats(self) -> Mapping[str, Any]:
         """Exporter-specific figures merged into ``evlog.stats()`` under ``details``."""
+        return {}
+
+    def spool_state(self) -> Mapping[str, str]:
+        """What a later process needs to deliver this process's spooled events as this one would have.
+
+        Kept in the durable spool with the events; a process that adopts them hands it back per event in
+        ``Batch.origins``. The session server exporter saves its session id, so events left over at exit reach
+        the session they were logged in. Called on the router thread: keep it cheap.
+        """
         return {}
 
     def __repr__(self) -> str:

@@ -61,22 +61,28 @@ class SessionServerOptions:
     machine_id: str | None = None
     #: Sent as ``Authorization: Bearer <api_key>``. Never logged or shown in reprs.
     api_key: str | None = attrs.field(default=None, repr=False)
-    #: Seconds between heartbeats (the real server shows a session as suspended after 60 s without one).
-    #: 0 disables them.
+    #: Seconds between heartbeats, the first one as soon as the session exists (the real server shows a session
+    #: as suspended 60 s after its last heartbeat, and never for one that sent none). 0 disables them.
     heartbeat_interval: float = attrs.field(default=15.0, validator=_not_negative)
     #: POST ``/end`` (or ``/crash``) at shutdown. None: only when evlog created the session.
     end_session_on_shutdown: bool | None = None
     #: Seconds each request may take.
     timeout: float = attrs.field(default=10.0, validator=_positive)
-    #: Requests in flight at once while sending a batch (one POST per event).
-    max_concurrency: int = attrs.field(default=8, validator=attrs.validators.ge(1))
+    #: Requests in flight at once while sending a batch (one POST per event). The server stores events in the
+    #: order they arrive, so only 1 (the default: one request at a time, on a keep-alive connection) keeps log
+    #: order; more is faster and reorders events within a batch.
+    max_concurrency: int = attrs.field(default=1, validator=attrs.validators.ge(1))
     #: gzip request bodies (the real server accepts them; the documented API does not mention it).
     compress: bool = False
     #: Allow plain http to a host that is not loopback (the API key and events travel unencrypted).
     allow_insecure_http: bool = False
-    #: Send the level as ``category`` and evlog's category as ``group``. The real DataCat server ignores
-    #: ``level`` and stores severity in ``category``; turn this on for it. ``level`` is sent either way.
-    severity_in_category: bool = False
+    #: Send the level as ``category`` and evlog's category as ``group``: the real DataCat server ignores
+    #: ``level`` and keeps severity in ``category`` only. Off sends evlog's category as ``category`` (the
+    #: documented API's form); the server then stores every event without a category as ``info``.
+    severity_in_category: bool = True
+    #: Send an app event whose name the server gives a meaning to (``application_appears_hung`` marks the
+    #: session hung, ``application_recovered`` clears it) as it is. Off renames it ``app.<name>``.
+    allow_reserved_names: bool = False
     #: Events per export call.
     max_batch_size: int = attrs.field(default=256, validator=attrs.validators.ge(1))
 
@@ -109,9 +115,20 @@ def _string_list(key: str, values: object) -> list[str]:
     return list(values)
 
 
-def event_payload(event: Event, *, severity_in_category: bool = False) -> dict[str, Any]:
+#: Event names the server acts on (it marks the session hung, recovered or crashed): an app event must not hit
+#: them by accident, so they are renamed ``app.<name>`` unless ``allow_reserved_names`` is set.
+RESERVED_NAMES = frozenset({"application_appears_hung", "application_recovered", "session_crashed_detected"})
+RESERVED_PREFIX = "app."
+
+
+def event_payload(
+    event: Event, *, severity_in_category: bool = True, allow_reserved_names: bool = False
+) -> dict[str, Any]:
     """The body of ``POST /api/sessions/{id}/events`` for ``event``; ``EventRejected`` names a broken rule."""
-    payload: dict[str, Any] = {"name": event.name, "timestamp": rfc3339(event.timestamp)}
+    name = event.name
+    if name in RESERVED_NAMES and not allow_reserved_names:
+        name = RESERVED_PREFIX + name
+    payload: dict[str, Any] = {"name": name, "timestamp": rfc3339(event.timestamp)}
     level = event.level.value
     payload["level"] = level
     if severity_in_category:
@@ -127,7 +144,12 @@ def event_payload(event: Event, *, severity_in_category: bool = False) -> dict[s
     payload["data"] = dict(event.data)
     info = event.exception
     if info is not None:
-        _opt_str(payload, "exception_type", info.exception_type)
+        if severity_in_category and level == "info":
+            # The server turns an exception event's "info" category into "error" (its default for exceptions):
+            # without exception_type, the level logged is the one stored; the type travels in data.
+            payload["data"].setdefault("exception_type", info.exception_type)
+        else:
+            _opt_str(payload, "exception_type", info.exception_type)
         _opt_str(payload, "exception_msg", info.exception_msg)
         if info.stacktrace:
             payload["stacktrace"] = _string_list("exception.stacktrace", info.stacktrace)
@@ -151,6 +173,8 @@ class SessionServerExporter(Exporter):
     name = "session_server"
     Options = SessionServerOptions
     options: SessionServerOptions
+    #: Kept out of the shutdown budget for ``/end`` (or ``/crash``): a session left open looks alive forever.
+    shutdown_reserve = 0.5
 
     def __init__(self, options: SessionServerOptions | None = None, /, **kwargs: Any) -> None:
         super().__init__(options, **kwargs)
@@ -169,6 +193,7 @@ class SessionServerExporter(Exporter):
         )
         self._sender = ParallelSender(opts.max_concurrency, name="evlog-session-send")
         self._lock = threading.Lock()
+        self._replacing = threading.Lock()
         self._session_id: str | None = opts.session_id or None
         self._owns_session = not opts.session_id
         self._inherited = False
@@ -235,11 +260,19 @@ class SessionServerExporter(Exporter):
         self._start_heartbeat()
         return sid, None
 
-    def _replace_session(self, batch: Batch) -> tuple[str | None, str]:
-        """(a new session, "") after the current one got 404, or (None, why there is none)."""
+    def _replace_session(self, gone: str, timeout: float) -> tuple[str | None, str]:
+        """(a new session, "") after ``gone`` got 404, or (None, why there is none).
+
+        The worker and the heartbeat thread can both find the session gone: the first replaces it, the other
+        takes that replacement instead of creating a second one.
+        """
         if not self._owns_session:
             return None, "the session was given by session_id, so evlog does not replace it"
-        sid, problem = self._create_session(batch.time_left(self.options.timeout))
+        with self._replacing:
+            current = self._session_id
+            if current is not None and current != gone:
+                return current, ""
+            sid, problem = self._create_session(timeout)
         if sid is None:
             assert problem is not None
             return None, f"creating a replacement failed: {problem.message}"
@@ -249,8 +282,18 @@ class SessionServerExporter(Exporter):
 
     def export(self, batch: Batch) -> ExportResult:
         outcomes = ExportOutcomes(batch, label="not sent: the session server would refuse it with 400")
-        severity = self.options.severity_in_category
-        bodies = outcomes.prepare(batch.events, lambda e: _encode(event_payload(e, severity_in_category=severity)))
+        opts = self.options
+        bodies = outcomes.prepare(
+            batch.events,
+            lambda e: _encode(
+                event_payload(
+                    e, severity_in_category=opts.severity_in_category, allow_reserved_names=opts.allow_reserved_names
+                )
+            ),
+        )
+        if not bodies:
+            return outcomes.result()
+        bodies = self._send_to_their_sessions(bodies, batch, outcomes)
         if not bodies:
             return outcomes.result()
         events = [event for event, _ in bodies]
@@ -265,7 +308,7 @@ class SessionServerExporter(Exporter):
         if gone:
             # The session is unknown to the server (expired, or the server lost its data). Replace it once;
             # what still gets 404 is undeliverable: retrying a 404 would never end.
-            new_sid, why = self._replace_session(batch)
+            new_sid, why = self._replace_session(sid, batch.time_left(self.options.timeout))
             if new_sid is None:
                 reason = f"session {sid} not found on the server (404): undeliverable ({why})"
                 for event, _ in gone:
@@ -273,6 +316,30 @@ class SessionServerExporter(Exporter):
             else:
                 self._record(outcomes, gone, self._send(new_sid, gone, batch), replacing=(sid, new_sid))
         return outcomes.result()
+
+    def _send_to_their_sessions(
+        self, bodies: list[tuple[Event, bytes]], batch: Batch, outcomes: ExportOutcomes
+    ) -> list[tuple[Event, bytes]]:
+        """Events left in the spool by an earlier process go to the session they were logged in (the server
+        accepts events after ``/end``), so a session holds every event of its process, in log order. What is
+        left for this process's own session is returned; an earlier session the server lost (404) is among it.
+        """
+        if not batch.origins:
+            return bodies
+        theirs: dict[str, list[tuple[Event, bytes]]] = {}
+        own: list[tuple[Event, bytes]] = []
+        for event, body in bodies:
+            sid = (batch.origins.get(event.event_id) or {}).get("session_id")
+            (theirs.setdefault(sid, []) if sid else own).append((event, body))
+        for sid, group in theirs.items():
+            answers = self._send(sid, group, batch)
+            self._record(outcomes, group, answers)
+            own.extend(pair for pair, answer in zip(group, answers, strict=True) if _is_gone(answer))
+        return own
+
+    def spool_state(self) -> Mapping[str, str]:
+        sid = self._session_id
+        return {"session_id": sid} if sid is not None else {}
 
     @staticmethod
     def _record(
@@ -302,9 +369,24 @@ class SessionServerExporter(Exporter):
 
             return send
 
-        results = self._sender.run([call(body) for _event, body in bodies], deadline=batch.deadline)
         late = HttpOutcome(None, error="no reply before the batch's deadline")
+        if self.options.max_concurrency == 1:
+            return self._send_in_order([call(body) for _event, body in bodies], late)
+        results = self._sender.run([call(body) for _event, body in bodies], deadline=batch.deadline)
         return [late if result is None else result for result in results]
+
+    @staticmethod
+    def _send_in_order(calls: list[Callable[[], HttpOutcome]], late: HttpOutcome) -> list[HttpOutcome]:
+        """One request at a time; after a failure the rest wait for the retry, so the server keeps log order."""
+        answers: list[HttpOutcome] = []
+        for call in calls:
+            answer = call()
+            answers.append(answer)
+            if not answer.ok and (answer.retryable or _is_gone(answer)):
+                held = HttpOutcome(None, error="not sent yet: an earlier event of the batch failed (log order)")
+                answers.extend(held for _ in range(len(calls) - len(answers)))
+                break
+        return [late if answer is None else answer for answer in answers]
 
     # --- heartbeats ---------------------------------------------------------------------------------------
 
@@ -320,19 +402,30 @@ class SessionServerExporter(Exporter):
         thread.start()
 
     def _heartbeat_loop(self, interval: float, stop: threading.Event) -> None:
-        while not stop.wait(interval):
+        # The first one at once: a session that never sent a heartbeat looks alive to the server forever, so a
+        # process killed in its first seconds would never be detected.
+        while True:
             sid = self._session_id
-            if sid is None:
-                continue
-            outcome = self._post(self._url(sid, "heartbeat"), b"{}", min(self.options.timeout, interval * 4))
-            with self._lock:
-                if outcome.ok:
-                    self._counts["heartbeats_sent"] += 1
-                    continue
-                self._counts["heartbeats_failed"] += 1
-                self._last_error = f"heartbeat: {outcome.describe()}"
-            with guarded():
-                _log.debug("evlog: session server heartbeat failed: %s", outcome.describe())
+            if sid is not None:
+                self._beat(sid, min(self.options.timeout, interval * 4))
+            if stop.wait(interval):
+                return
+
+    def _beat(self, sid: str, timeout: float) -> None:
+        outcome = self._post(self._url(sid, "heartbeat"), b"{}", timeout)
+        if _is_gone(outcome) and not self._closed:
+            # The server lost the session (its data was wiped): start a replacement, as an event would.
+            new_sid, _why = self._replace_session(sid, timeout)
+            if new_sid is not None:
+                outcome = self._post(self._url(new_sid, "heartbeat"), b"{}", timeout)
+        with self._lock:
+            if outcome.ok:
+                self._counts["heartbeats_sent"] += 1
+                return
+            self._counts["heartbeats_failed"] += 1
+            self._last_error = f"heartbeat: {outcome.describe()}"
+        with guarded():
+            _log.debug("evlog: session server heartbeat failed: %s", outcome.describe())
 
     def _stop_heartbeat(self, timeout: float) -> None:
         self._heartbeat_stop.set()
@@ -385,6 +478,7 @@ class SessionServerExporter(Exporter):
         # The child has no heartbeat thread and must not share the parent's sockets. A session the parent
         # already has stays the parent's: the child sends to it but neither heartbeats nor ends it.
         self._lock = threading.Lock()
+        self._replacing = threading.Lock()
         self._heartbeat_stop = threading.Event()
         self._heartbeat = None
         self._http.reset_after_fork()
