@@ -11,7 +11,6 @@ switching backends is a configuration change that fails loudly when mistyped.
 
 from __future__ import annotations
 
-import difflib
 import enum
 import functools
 import inspect
@@ -374,7 +373,7 @@ def _file_exporters(raw: Any, file_src: str) -> _FileExporters:
     known = available_exporters()
     for key in tables:
         if key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
+            close = _close_matches(key, known)
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise ConfigError(
                 f"unknown exporter {key!r}; {hint}available exporters: {', '.join(known)}",
@@ -435,7 +434,7 @@ def _check_exporter_env(name: str, known: Mapping[str, Any], environ: Mapping[st
     variables = {env_name(name, opt) for opt in known}
     for var in environ:
         if var.startswith(prefix) and var not in variables:
-            close = difflib.get_close_matches(var, sorted(variables), n=1)
+            close = _close_matches(var, sorted(variables))
             hint = f"did you mean {close[0]}? " if close else ""
             raise ConfigError(
                 f"unknown environment variable {var} for exporter {name!r}; {hint}"
@@ -612,6 +611,12 @@ def _may_set_others(selected: set[str], tables: Mapping[str, Any], environ: Mapp
     known = {spec.env_var for spec in option_specs()} | {"EVLOG_CONFIG"}
     prefixes = tuple(env_name(name) + "_" for name in selected)
     return any(v.startswith(ENV_PREFIX) and v not in known and not v.startswith(prefixes) for v in environ)
+
+
+def _close_matches(name: str, known: list[str]) -> list[str]:
+    import difflib  # only once a mistake is found: import evlog stays light
+
+    return difflib.get_close_matches(name, known, n=1)
 
 
 def secret_fields(options: Any) -> list[str]:

@@ -7,7 +7,6 @@ module only compares names; ``_config`` says which names are known and decides w
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Mapping
 
 import attrs
@@ -33,6 +32,8 @@ class Unknown:
 
 
 def _closest(name: str, known: Iterable[str]) -> str | None:
+    import difflib  # only once a mistake is found: import evlog stays light
+
     matches = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
     return matches[0] if matches else None
 
