@@ -256,3 +256,21 @@ def test_doctor_refuses_a_secret_no_header_can_carry() -> None:
     result = evlog_cli("doctor")
     assert result.returncode == 1
     assert "exporters.statsig.api_key (from evlog.toml): contains '\u2026' (U+2026)" in result.stdout
+
+
+def test_send_leaves_other_processes_spools_alone(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    leave_an_orphan_spool(spool, f"http://127.0.0.1:{closed_port()}/v1/log_event")
+    result = evlog_cli(
+        "send", "hello", "--exporter", "jsonl", env={"EVLOG_SPOOL_DIR": str(spool), "EVLOG_JSONL_PATH": "out.jsonl"}
+    )
+    assert (result.returncode, result.stdout.strip()) == (0, "jsonl: sent"), result.stderr
+    assert len(list(spool.glob("*.evspool"))) == 1
+
+
+def test_doctor_checks_the_spool_directory(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    leave_an_orphan_spool(spool, f"http://127.0.0.1:{closed_port()}/v1/log_event")
+    result = evlog_cli("doctor", env={"EVLOG_SPOOL_DIR": str(spool)})
+    assert result.returncode == 0, result.stdout
+    assert "is writable; 1 spool file(s) there (evlog spool ls)" in result.stdout

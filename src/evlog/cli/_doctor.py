@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -51,6 +52,18 @@ def _settings(args: argparse.Namespace) -> list[Check]:
     return found
 
 
+def _spool_check(directory: str) -> Check:
+    path = Path(directory)
+    existing = path if path.exists() else next((p for p in path.parents if p.exists()), Path("."))
+    if not os.access(existing, os.W_OK):
+        return Check(
+            "spool_dir", Verdict.FAIL, f"cannot write in {existing}", "point spool_dir at a writable directory"
+        )
+    waiting = len(list(path.glob("*.evspool"))) if path.is_dir() else 0
+    note = f"; {waiting} spool file(s) there (evlog spool ls)" if waiting else ""
+    return Check("spool_dir", Verdict.OK, f"{directory} is writable{note}")
+
+
 def _print(checks: list[Check]) -> None:
     width = max(len(c.subject) for c in checks)
     for c in checks:
@@ -73,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
             )
             for exporter in config.exporters:
                 checks.extend(check_exporter(exporter))
+            if config.spool_dir:
+                checks.append(_spool_check(config.spool_dir))
         finally:
             close_exporters(config)
     failed = any(c.verdict is Verdict.FAIL for c in checks)

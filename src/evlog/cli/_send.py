@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import threading
 from typing import Any
 
@@ -25,7 +26,7 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
         description="Send one real event through the configured exporters (or --exporter ones), wait for the "
         "outcome and print, per exporter: sent, refused (the backend said no, with its message) or failed "
         "(network, timeout, retries exhausted). Secrets are redacted from messages. Exit 0 only if every "
-        "exporter sent it.",
+        "exporter sent it. The spool is not used.",
     )
     sub.add_argument("name", metavar="NAME", help="the event name")
     sub.add_argument("--level", default="info", choices=("debug", "info", "warning", "error", "critical"))
@@ -72,7 +73,10 @@ def run(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {"on_drop": on_drop, "retry_deadline": args.timeout, "flush_interval": 0.05}
     if args.exporter:
         overrides["exporters"] = args.exporter
+    # One event's fate is the point: the spool is left off (an empty EVLOG_SPOOL_DIR outranks the file), so
+    # configure() does not adopt other processes' spools and mix their deliveries into this report.
     environ(args)
+    os.environ["EVLOG_SPOOL_DIR"] = ""
     handler = Warnings()
     logger = logging.getLogger("evlog")
     logger.addHandler(handler)
