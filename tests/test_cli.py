@@ -147,7 +147,7 @@ def test_send_reports_sent_refused_and_failed() -> None:
     failed = evlog_cli("send", "signup", "--timeout", "1")
     assert (sent.returncode, sent.stdout.strip()) == (0, "statsig: sent"), sent.stderr
     assert refused.returncode == 1
-    assert refused.stdout.startswith("statsig: refused (failed): ")
+    assert refused.stdout.startswith("statsig: refused: ")
     assert "Invalid API key" in refused.stdout
     assert "not-the-key-0000" not in refused.stdout
     assert failed.returncode == 1

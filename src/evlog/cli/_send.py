@@ -83,10 +83,22 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = _api.configure(**{**config_arguments(args), **overrides})
     except ConfigError as exc:
+        logger.removeHandler(handler)
         return error(exc)
+    # The configuration's warnings are shown; the library's later drop warnings stay collected, since the
+    # per-exporter report below says the same, once.
+    show_warnings(list(handler.messages))
+    try:
+        return _send_and_report(args, config, data, drops, log_event)
     finally:
         logger.removeHandler(handler)
-    show_warnings(handler.messages)
+
+
+def _send_and_report(
+    args: argparse.Namespace, config: Any, data: dict[str, Any], drops: list[Drop], log_event: Any
+) -> int:
+    from evlog import _api
+
     try:
         log_event(args.name, level=args.level, category=args.category, message=args.message, data=data or None)
     except EvlogError as exc:
@@ -109,6 +121,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"{name}: failed: no outcome within {args.timeout:g}s")
             continue
         drop = mine[0]
-        verdict = "refused" if drop.reason in _REFUSED else "failed"
-        print(f"{name}: {verdict} ({drop.reason.value}): {drop.detail or 'no message'}")
+        verdict = "refused" if drop.reason in _REFUSED else f"failed ({drop.reason.value})"
+        print(f"{name}: {verdict}: {drop.detail or 'no message'}")
     return 0 if ok else 1
