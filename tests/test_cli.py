@@ -274,3 +274,10 @@ def test_doctor_checks_the_spool_directory(tmp_path: Path) -> None:
     result = evlog_cli("doctor", env={"EVLOG_SPOOL_DIR": str(spool)})
     assert result.returncode == 0, result.stdout
     assert "is writable; 1 spool file(s) there (evlog spool ls)" in result.stdout
+
+
+def test_config_warns_about_an_unknown_setting_and_exits_1() -> None:
+    Path("evlog.toml").write_text("flush_intervall = 3\n")
+    result = evlog_cli("config")
+    assert result.returncode == 1
+    assert "warning: unknown key flush_intervall in evlog.toml, ignored; did you mean flush_interval?" in result.stderr

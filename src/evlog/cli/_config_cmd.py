@@ -20,7 +20,8 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
         "config",
         help="show the effective configuration and where each value comes from",
         description="Every option with its value and its source (configure()/--set, an EVLOG_* variable, the "
-        "config file, or defaults), then each exporter's options. Secrets show as *** and at most 4 characters.",
+        "config file, or defaults), then each exporter's options. Secrets show as *** and at most 4 characters. "
+        "Exit 1 when a setting is unknown (warned about), 2 when the configuration is invalid.",
     )
     sub.add_argument("--json", action="store_true", help="one JSON object, for machines")
     return sub
@@ -40,4 +41,4 @@ def run(args: argparse.Namespace) -> int:
             print(to_text(table))
     finally:
         close_exporters(config)
-    return 0
+    return 1 if warnings else 0  # an unknown setting is not "all well", even though the library runs
