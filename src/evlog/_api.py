@@ -15,8 +15,8 @@ from typing import Any
 from evlog import _build, _context, _excepthook, _intake, _signals
 from evlog._accounting import Stats
 from evlog._client import Client
-from evlog._config import Config, load_config
-from evlog._errors import ConfigError, ExporterError
+from evlog._config import Config, resolve_config
+from evlog._debug import log_configuration, watch_outcomes
 from evlog._guard import guarded, internal_logger
 from evlog._options import parse_bool
 
@@ -40,9 +40,12 @@ def configure(
     retry_max_backoff: float | None = None,
     intake_wait: float | None = None,
     sample_rate: float | None = None,
+    sample_errors: bool | None = None,
     disabled: bool | None = None,
     capture_exceptions: bool | None = None,
     handle_signals: bool | None = None,
+    strict: bool | None = None,
+    debug: bool | None = None,
     spool_dir: str | None = None,
     spool_max_bytes: int | None = None,
     spool_max_age: float | None = None,
@@ -58,7 +61,9 @@ def configure(
     """
     # Every parameter is a Config option of the same name (a test checks it): pass them on by name.
     args = dict(locals())
-    config = load_config(args)
+    config, where = resolve_config(args)
+    log_configuration(config, where)
+    watch_outcomes(config)
     client = Client(config)
     with _intake.lock():
         previous = _intake.install(client)
@@ -73,25 +78,15 @@ def configure(
 
 
 def _autoconfigure() -> _intake.Sink:
-    """First use without ``configure()``: configure from env / file / defaults, never crashing the app."""
+    """First use without ``configure()``: configure from env / file / defaults; a bad setting raises its
+    ``ConfigError`` here exactly as ``configure()`` would (documented in the README's configuration section)."""
     with _intake.lock():
         sink = _intake.active()
         if sink is not None:
             return sink
-        try:
-            configure()
-        except Exception as exc:  # a broken environment must never crash the app's log_event
-            if not isinstance(exc, (ConfigError, ExporterError)):
-                exc = ExporterError(f"{type(exc).__name__}: {exc}")
-            with guarded():
-                internal_logger.error(
-                    "evlog: the configuration from the environment / config file is invalid (%s); "
-                    "falling back to the console exporter until configure() is called",
-                    exc,
-                )
-            from evlog.exporters.console import ConsoleExporter
-
-            _intake.install(Client(Config(exporters=(ConsoleExporter(),))))
+        # A bad setting is treated as configure() treats it: the same ConfigError, raised to the caller (the
+        # first log_event), rather than a logged line and events quietly sent to the console instead.
+        configure()
         sink = _intake.active()
         assert sink is not None
         return sink

@@ -24,6 +24,9 @@ from evlog._pipeline import Pipeline
 from evlog._retry import RetryPolicy
 from evlog._router import FlushRequest, Router
 
+#: The levels ``sample_rate`` never drops (unless ``sample_errors``), as ``log_event`` queues them.
+_SEVERE = frozenset({"error", "critical"})
+
 __all__ = ["Client"]
 
 
@@ -101,7 +104,7 @@ class Client:
             return
         if self.config.disabled:
             return
-        if self._sample < 1.0 and random.random() >= self._sample:
+        if self._sample < 1.0 and not self._always_kept(raw) and random.random() >= self._sample:
             with self._lock:
                 self.sampled_out += 1
             return
@@ -115,6 +118,14 @@ class Client:
         if not self.router.started:
             self.start()
         self.router.offer(raw)
+
+    def _always_kept(self, raw: Raw) -> bool:
+        """Sampling leaves errors alone: an exception event or one at ``error`` and above is the rare event a
+        sampled stream exists to keep (unless ``sample_errors`` asks for them to be sampled too)."""
+        if self.config.sample_errors:
+            return False
+        rare = raw[7]
+        return raw[1] in _SEVERE or (rare is not None and rare[4] is not None)
 
     def start(self) -> None:
         """Start the router and the workers (on the first event, or at configure() with a spool)."""

@@ -27,7 +27,9 @@ import attrs
 from evlog._accounting import Drop
 from evlog._errors import ConfigError
 from evlog._event import Event
+from evlog._guard import guarded, internal_logger
 from evlog._options import (
+    ENV_PREFIX,
     build_exporter_options,
     env_name,
     option_types,
@@ -36,6 +38,7 @@ from evlog._options import (
     split_list,
     structure_value,
 )
+from evlog._unknown import Unknown, unknown_keys, unknown_variables
 from evlog.exporters._base import Exporter
 from evlog.exporters._registry import available_exporters, load_exporter_class
 from evlog.typing import Processor
@@ -47,9 +50,13 @@ __all__ = [
     "Config",
     "Kind",
     "OptionSpec",
+    "check_header_safe",
+    "find_unknown",
     "load_config",
     "option_specs",
+    "read_config_file",
     "resolve_config",
+    "secret_fields",
 ]
 
 DEFAULT_EXPORTERS = ("console",)
@@ -116,8 +123,12 @@ class Config:
     #: queue is full); 0 drops at once instead. After one wait runs out, calls drop at once (counted) until the
     #: queue has drained, so a stuck processor cannot slow every call. A slow backend never makes it wait.
     intake_wait: float = attrs.field(default=0.1, validator=_Check(lambda v: v >= 0, "seconds >= 0"))
-    #: Fraction of events kept, from 0.0 to 1.0; the rest are counted as ``sampled_out``.
+    #: Fraction of events kept, from 0.0 to 1.0; the rest are counted as ``sampled_out``. Exception events and
+    #: events at ``error`` and above are always kept unless ``sample_errors`` is set.
     sample_rate: float = attrs.field(default=1.0, validator=_Check(lambda v: 0 <= v <= 1, "0.0 to 1.0"))
+    #: Let ``sample_rate`` drop exception events and events at ``error`` and above too (off: they are all kept,
+    #: since the rare failure is what sampling must never hide).
+    sample_errors: bool = False
     #: Turn the library off: ``log_event`` validates its arguments and does nothing else.
     disabled: bool = False
     #: Record uncaught exceptions (main thread, other threads) as events. ``EVLOG_CAPTURE_EXCEPTIONS=1`` also
@@ -126,6 +137,12 @@ class Config:
     #: Install SIGTERM and SIGINT handlers that deliver what is queued (within ``shutdown_timeout``), then hand
     #: the signal to the handler that was there before, so the exit status stays what it would have been.
     handle_signals: bool = False
+    #: Refuse unknown ``EVLOG_*`` variables and unknown config-file keys with ``ConfigError`` instead of one
+    #: warning each configuration: for deployments where a typo must stop the app, not be noticed later.
+    strict: bool = False
+    #: Log the effective configuration at configure (as ``evlog config`` shows it) and one record per export
+    #: outcome, on the ``evlog`` logger; a stderr handler is added when that logger has none.
+    debug: bool = False
     #: Directory of the durable spool (off when unset): events are written to disk within ``spool_interval``
     #: of being logged, survive a crash or kill -9, and are delivered by the next process that starts.
     spool_dir: str | None = attrs.field(
@@ -356,8 +373,10 @@ def _file_exporters(raw: Any, file_src: str) -> _FileExporters:
     known = available_exporters()
     for key in tables:
         if key not in known:
+            close = _close_matches(key, known)
+            hint = f"did you mean {close[0]!r}? " if close else ""
             raise ConfigError(
-                f"unknown exporter {key!r}; available exporters: {', '.join(known)}",
+                f"unknown exporter {key!r}; {hint}available exporters: {', '.join(known)}",
                 path=f"exporters.{key}",
                 source=file_src,
             )
@@ -415,8 +434,10 @@ def _check_exporter_env(name: str, known: Mapping[str, Any], environ: Mapping[st
     variables = {env_name(name, opt) for opt in known}
     for var in environ:
         if var.startswith(prefix) and var not in variables:
+            close = _close_matches(var, sorted(variables))
+            hint = f"did you mean {close[0]}? " if close else ""
             raise ConfigError(
-                f"unknown environment variable {var} for exporter {name!r}; "
+                f"unknown environment variable {var} for exporter {name!r}; {hint}"
                 f"its variables are: {', '.join(sorted(variables)) or '(none)'}",
                 path=f"exporters.{name}",
                 source="environment",
@@ -452,6 +473,7 @@ def _build_exporter(
         values[key], value_sources[key] = raw, offer.source
         where[f"exporters.{name}.{key}"] = offer.source
     options = build_exporter_options(cls, values, source=selection.source, sources=value_sources)
+    check_header_safe(name, options, value_sources, default_source=selection.source)
     return cls(options), where
 
 
@@ -463,6 +485,7 @@ def _build_exporters(
     seen: set[str] = set()
     for index, item in enumerate(selection.items):
         if isinstance(item, Exporter):
+            check_header_safe(item.name, getattr(item, "options", None), {}, default_source=_ARGUMENTS)
             built.append(item)
             where[f"exporters.{item.name}"] = f"an Exporter instance given to {_ARGUMENTS}"
             continue
@@ -500,12 +523,6 @@ def resolve_config(args: Mapping[str, Any], environ: Mapping[str, str] | None = 
             f"unknown option; the options are: {', '.join(OPTION_NAMES)}", path=stray[0], source=_ARGUMENTS
         )
     file_data, file_src = _read_file(environ)
-    file_keys = sorted(spec.file_key for spec in option_specs())
-    unknown = sorted(set(file_data) - set(file_keys))
-    if unknown:
-        raise ConfigError(
-            f"unknown key {unknown[0]!r}; valid keys are: {', '.join(file_keys)}", path=unknown[0], source=file_src
-        )
     sources = _Sources(environ, file_data, file_src)
     values: dict[str, Any] = {}
     where: dict[str, str] = {}
@@ -518,9 +535,45 @@ def resolve_config(args: Mapping[str, Any], environ: Mapping[str, str] | None = 
             continue
         values[spec.name] = _read_option(spec, offer)
         where[spec.name] = offer.source
+    _report_unknown(find_unknown(environ, file_data, file_src), strict=values.get("strict", False))
     values["exporters"], exporter_where = _resolve_exporters(_given(args, "exporters"), sources)
     where.update(exporter_where)
     return Config(**values), where
+
+
+def read_config_file(environ: Mapping[str, str] | None = None) -> tuple[dict[str, Any], str]:
+    """The config file's evlog table and where it came from (``{}`` and ``""`` when there is none)."""
+    return _read_file(os.environ if environ is None else environ)
+
+
+def find_unknown(environ: Mapping[str, str], file_data: Mapping[str, Any], file_src: str) -> list[Unknown]:
+    """Every ``EVLOG_*`` variable and top-level file key that no option reads, with a did-you-mean each."""
+    specs = option_specs()
+    variables = {spec.env_var for spec in specs} | {"EVLOG_CONFIG"}
+    if any(v.startswith(ENV_PREFIX) and v not in variables for v in environ):  # else spare the entry-point scan
+        prefixes = [env_name(name) + "_" for name in available_exporters()]
+        found = unknown_variables(environ, variables, prefixes)
+    else:
+        found = []
+    if file_src:
+        found += unknown_keys(file_data, [spec.file_key for spec in specs], file_src)
+    return found
+
+
+def _report_unknown(found: list[Unknown], *, strict: bool) -> None:
+    """Unknown settings: one warning for them all, or under ``strict`` a ``ConfigError`` for the first."""
+    if not found:
+        return
+    if strict:
+        first = found[0]
+        source = f"environment variable {first.name}" if first.source == "environment" else first.source
+        raise ConfigError(
+            first.message().replace(", ignored", "") + " (strict is on: unknown settings are errors)",
+            path=first.name,
+            source=source,
+        )
+    with guarded():
+        internal_logger.warning("evlog: %s", "; ".join(u.message() for u in found))
 
 
 def _given(args: Mapping[str, Any], name: str) -> Any:
@@ -542,7 +595,91 @@ def _resolve_exporters(arg: Any, sources: _Sources) -> tuple[tuple[Exporter, ...
             source=selection.source,
         )
     exporters, where = _build_exporters(selection, file_exporters.tables, sources)
+    selected = {e.name for e in exporters}
+    if _may_set_others(selected, file_exporters.tables, sources.environ):
+        for name in available_exporters():
+            if name not in selected:
+                _check_unselected(name, file_exporters.tables.get(name, {}), sources)
     return exporters, {"exporters": selection.source, **where}
+
+
+def _may_set_others(selected: set[str], tables: Mapping[str, Any], environ: Mapping[str, str]) -> bool:
+    """Whether anything could set an unselected exporter's options: spares every configure the entry-point scan
+    ``available_exporters()`` costs (milliseconds) when nothing could."""
+    if set(tables) - selected:
+        return True
+    known = {spec.env_var for spec in option_specs()} | {"EVLOG_CONFIG"}
+    prefixes = tuple(env_name(name) + "_" for name in selected)
+    return any(v.startswith(ENV_PREFIX) and v not in known and not v.startswith(prefixes) for v in environ)
+
+
+def _close_matches(name: str, known: list[str]) -> list[str]:
+    import difflib  # only once a mistake is found: import evlog stays light
+
+    return difflib.get_close_matches(name, known, n=1)
+
+
+def secret_fields(options: Any) -> list[str]:
+    """The options that hold credentials: the fields declared ``repr=False`` (never shown, never logged)."""
+    if options is None or not attrs.has(type(options)):
+        return []
+    return [f.name for f in attrs.fields(type(options)) if not f.repr]
+
+
+def check_header_safe(exporter: str, options: Any, value_sources: Mapping[str, str], *, default_source: str) -> None:
+    """Refuse a secret an HTTP header cannot carry (outside latin-1, or with a line break) now, not at send.
+
+    Otherwise every batch would fail in the HTTP library, be retried as a network error until
+    ``retry_deadline`` and be dropped: a minute of silence for what is a typo (a pasted "…" placeholder).
+    """
+    for name in secret_fields(options):
+        value = getattr(options, name, None)
+        if not isinstance(value, str):
+            continue
+        bad = next((ch for ch in value if ch in "\r\n\0" or ord(ch) > 0xFF), None)
+        if bad is None:
+            continue
+        shown = "a line break" if bad in "\r\n" else f"{bad!r} (U+{ord(bad):04X})"
+        raise ConfigError(
+            f"contains {shown}, which an HTTP header cannot carry; paste the real credential "
+            "(a placeholder such as '…' is not one)",
+            path=f"exporters.{exporter}.{name}",
+            source=value_sources.get(name, default_source),
+        )
+
+
+def _check_unselected(name: str, file_table: Mapping[str, Any], sources: _Sources) -> None:
+    """Options set for an exporter that is not selected are still checked, so a switch of backends is safe.
+
+    Each set value must be a known option of the right type; the whole options class is built (every
+    validator run) once its required options are all set. Nothing is opened or sent.
+    """
+    prefix = env_name(name) + "_"
+    if not file_table and not any(var.startswith(prefix) for var in sources.environ):
+        return
+    cls = load_exporter_class(name, path=f"exporters.{name}", source=sources.file_src or "environment")
+    types_ = option_types(cls.Options)
+    _check_exporter_env(name, types_, sources.environ)
+    values: dict[str, Any] = {}
+    value_sources: dict[str, str] = {}
+    for key in dict.fromkeys([*types_, *file_table]):
+        offer = sources.pick(_NOT_GIVEN, env_name(name, key) if key in types_ else None, file_table, key)
+        if offer is None:
+            continue
+        raw = offer.value
+        if offer.from_env:
+            try:
+                raw = parse_env(raw, types_[key])
+            except ValueError as exc:
+                raise ConfigError(str(exc), path=f"exporters.{name}.{key}", source=offer.source) from None
+        if key in types_:
+            structure_value(raw, types_[key], path=f"exporters.{name}.{key}", source=offer.source)
+        values[key], value_sources[key] = raw, offer.source
+    required = [f.name for f in attrs.fields(cls.Options) if f.init and f.default is attrs.NOTHING]
+    if set(values) - set(types_) or all(r in values for r in required):
+        source = ", ".join(dict.fromkeys(value_sources.values()))
+        options = build_exporter_options(cls, values, source=source, sources=value_sources)
+        check_header_safe(name, options, value_sources, default_source=source)
 
 
 def load_config(args: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Config:

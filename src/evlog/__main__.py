@@ -1,0 +1,5 @@
+"""``python -m evlog``: the ``evlog`` command line."""
+
+from evlog.cli import main
+
+raise SystemExit(main())
