@@ -24,6 +24,7 @@ from evlog._excepthook import install as install_exception_hooks
 from evlog._excepthook import uninstall as uninstall_exception_hooks
 from evlog._exceptions_info import exception_info
 from evlog._intake import log_event
+from evlog._serverless import aflush, ashutdown, flush_after
 from evlog._version import __version__
 from evlog.exporters._base import Batch, Exporter, ExportResult, ExportStatus
 from evlog.typing import OnDrop, Processor
@@ -51,6 +52,8 @@ __all__ = [
     "TraceContext",
     "User",
     "__version__",
+    "aflush",
+    "ashutdown",
     "bind",
     "capture_exception",
     "capturing_exceptions",
@@ -60,6 +63,7 @@ __all__ = [
     "current_context",
     "exception_info",
     "flush",
+    "flush_after",
     "install_asyncio_handler",
     "install_exception_hooks",
     "log_event",
