@@ -32,6 +32,9 @@ def current_client() -> Client | None:
 def configure(
     *,
     exporters: Any = None,
+    release: str | None = None,
+    environment: str | None = None,
+    service: str | None = None,
     flush_interval: float | None = None,
     max_queue_size: int | None = None,
     shutdown_timeout: float | None = None,

@@ -23,6 +23,7 @@ from evlog._guard import guarded
 from evlog._pipeline import Pipeline
 from evlog._retry import RetryPolicy
 from evlog._router import FlushRequest, Router
+from evlog.exporters._base import AppInfo
 
 #: The levels ``sample_rate`` never drops (unless ``sample_errors``), as ``log_event`` queues them.
 _SEVERE = frozenset({"error", "critical"})
@@ -50,6 +51,9 @@ class Client:
             for exp in config.exporters
         ]
         _name_duplicates(self.pipelines)
+        app = AppInfo(config.release, config.environment, config.service)
+        for exporter in config.exporters:
+            exporter.app = app
         self.keeper: Keeper | None = None
         if config.spool_dir:
             self.keeper = Keeper(

@@ -104,6 +104,20 @@ class Config:
     #: Where events go: each exporter gets every event that sampling and ``before_send`` keep. Exporter
     #: options: ``EVLOG_<EXPORTER>_<OPTION>``, ``[exporters.<name>]`` tables, or a mapping name -> options.
     exporters: tuple[Exporter, ...] = attrs.field(default=(), metadata={_KIND: Kind.EXPORTERS})
+    #: The app's release (a version or a commit), sent with every event: each exporter puts it where its
+    #: backend keeps one (Statsig's app version, OpenTelemetry's ``service.version``, a DataCat session's
+    #: version...; see each exporter's page).
+    release: str | None = attrs.field(
+        default=None, validator=_Check(lambda v: v is None or bool(v), "a non-empty string")
+    )
+    #: The deployment environment (``production``, ``staging``...), sent with every event the same way.
+    environment: str | None = attrs.field(
+        default=None, validator=_Check(lambda v: v is None or bool(v), "a non-empty string")
+    )
+    #: The service's (or app's) name, sent with every event the same way.
+    service: str | None = attrs.field(
+        default=None, validator=_Check(lambda v: v is None or bool(v), "a non-empty string")
+    )
     #: Seconds between background flushes. Lower means fresher data and more requests.
     flush_interval: float = attrs.field(default=1.0, validator=_Check(lambda v: v > 0, "seconds > 0"))
     #: Events each exporter may hold while waiting to send (and the intake queue's size). Past it, new events

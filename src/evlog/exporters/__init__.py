@@ -10,11 +10,12 @@ OpenTelemetry). Third-party packages add exporters through the ``evlog.exporters
 from __future__ import annotations
 
 from evlog._errors import EventRejected
-from evlog.exporters._base import Batch, Exporter, ExportResult, ExportStatus, NoOptions
+from evlog.exporters._base import AppInfo, Batch, Exporter, ExportResult, ExportStatus, NoOptions
 from evlog.exporters._registry import available_exporters, load_exporter_class
 from evlog.exporters._result import ExportOutcomes
 
 __all__ = [
+    "AppInfo",
     "Batch",
     "EventRejected",
     "ExportOutcomes",

@@ -18,12 +18,25 @@ import attrs
 from evlog._event import Event
 from evlog._options import build_exporter_options
 
-__all__ = ["Batch", "ExportResult", "ExportStatus", "Exporter", "NoOptions"]
+__all__ = ["AppInfo", "Batch", "ExportResult", "ExportStatus", "Exporter", "NoOptions"]
 
 
 @attrs.frozen(slots=True)
 class NoOptions:
     """Options of an exporter that takes none."""
+
+
+@attrs.frozen(slots=True)
+class AppInfo:
+    """The app every event comes from (``release``, ``environment``, ``service`` in the configuration).
+
+    Given to each exporter as ``exporter.app`` before its first export; an exporter maps each field to its
+    backend's own place for it, where there is one.
+    """
+
+    release: str | None = None
+    environment: str | None = None
+    service: str | None = None
 
 
 @attrs.frozen(slots=True)
@@ -163,6 +176,8 @@ class Exporter:
     default_max_batch_size: ClassVar[int] = 512
 
     options: Any
+    #: Set by evlog from the configuration before the first export (empty until then).
+    app: AppInfo = AppInfo()
 
     def __init__(self, options: Any = None, /, **kwargs: Any) -> None:
         if options is None:
