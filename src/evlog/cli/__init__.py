@@ -1,4 +1,4 @@
-"""The ``evlog`` command (``python -m evlog``): config, doctor, send, tail, spool.
+"""The ``evlog`` command (``python -m evlog``): config, doctor, send, tail, spool, ui.
 
 It reads the library's own configuration sources (``--set`` arguments, ``EVLOG_*`` variables, the config file,
 ``--config`` naming it) through the same ``resolve_config``, so what it shows is what the app would run with.
@@ -12,12 +12,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from evlog.cli import _config_cmd, _doctor, _send, _spool_cmd, _tail
+from evlog.cli import _config_cmd, _doctor, _send, _spool_cmd, _tail, _ui
 from evlog.cli._common import add_config_arguments
 
 __all__ = ["main"]
 
-_COMMANDS = (_config_cmd, _doctor, _send, _tail, _spool_cmd)
+_COMMANDS = (_config_cmd, _doctor, _send, _tail, _spool_cmd, _ui)
 
 
 def parser() -> argparse.ArgumentParser:

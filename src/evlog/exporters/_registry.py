@@ -28,6 +28,7 @@ _BUILTIN: dict[str, str] = {
     "coveo": "evlog.exporters.coveo:CoveoExporter",
     "adcp": "evlog.exporters.adcp:AdcpExporter",
     "otel": "evlog.exporters.otel:OtelExporter",
+    "viewer": "evlog.exporters.viewer:ViewerExporter",
 }
 
 
