@@ -7,6 +7,7 @@ detail "no viewer running at ..."), so a forgotten ``EVLOG_EXPORTERS=viewer`` co
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -125,17 +126,15 @@ class ViewerExporter(Exporter):
                 raise
             return response.status
 
+    def _body(self, events: list[dict[str, Any]]) -> bytes:
+        body = {"process": _process(), "app": attrs.asdict(self.app), "stats": _pipeline_stats(), "events": events}
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
     def export(self, batch: Batch) -> ExportResult:
         outcomes = ExportOutcomes(batch, label="viewer")
         prepared = outcomes.prepare(batch.events, _encoded)
         events = [event for event, _ in prepared]
-        body = {
-            "process": _process(),
-            "app": attrs.asdict(self.app),
-            "stats": _pipeline_stats(),
-            "events": [raw for _, raw in prepared],
-        }
-        data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        data = self._body([raw for _, raw in prepared])
         try:
             status = self._post(data, batch.time_left(self.options.timeout))
         except (OSError, http.client.HTTPException) as exc:
@@ -153,6 +152,10 @@ class ViewerExporter(Exporter):
         return outcomes.result()
 
     def shutdown(self, timeout: float) -> None:
+        # The counters sent with a batch are those from before it was sent; the last word gives the final ones.
+        if not self._unreachable and timeout > 0:
+            with contextlib.suppress(OSError, http.client.HTTPException):
+                self._post(self._body([]), min(timeout, self.options.timeout))
         with self._lock:
             if self._conn is not None:
                 self._conn.close()

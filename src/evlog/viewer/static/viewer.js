@@ -150,7 +150,7 @@ function renderProcesses(processes) {
   if (!processes.length) return;
   const table = el("table");
   const head = el("tr");
-  ["Process", "Exporter", "Sent", "Queued", "Dropped"].forEach((h) => head.append(el("th", h)));
+  ["Process", "Received", "Exporter", "Sent", "Queued", "Dropped"].forEach((h) => head.append(el("th", h)));
   table.append(head);
   for (const p of processes) {
     const exporters = Object.entries(p.stats || {});
@@ -158,7 +158,7 @@ function renderProcesses(processes) {
     for (const [name, s] of exporters) {
       const dropped = Object.entries(s.dropped || {}).map(([reason, n]) => `${reason}: ${n}`).join(", ");
       const tr = el("tr");
-      tr.append(el("td", p.source), el("td", name), el("td", s.sent ?? ""), el("td", s.queued ?? ""),
+      tr.append(el("td", p.source), el("td", p.received), el("td", name), el("td", s.sent ?? ""), el("td", s.queued ?? ""),
                 el("td", dropped || "0"));
       table.append(tr);
     }
@@ -202,13 +202,13 @@ function renderChart() {
 
 // ---- wiring -------------------------------------------------------------------------------------------
 function frame() {
-  if (state.dirty) { state.dirty = false; renderTable(); }
+  if (state.dirty) { state.dirty = false; renderTable(); renderChart(); }
   setTimeout(() => requestAnimationFrame(frame), 150);
 }
 
 function init() {
   for (const id of ["filter-level", "filter-category", "filter-name", "filter-text"]) {
-    $(id).addEventListener("input", () => { state.dirty = true; });
+    $(id).addEventListener("input", renderTable);
   }
   $("events").tBodies[0].addEventListener("click", (e) => {
     const tr = e.target.closest("tr");
