@@ -153,7 +153,10 @@ class Reporter:
         exporter: str | None = None,
         events: Sequence[Event] = (),
         detail: str = "",
+        quiet: bool = False,
     ) -> None:
+        """Count a loss, tell ``on_drop``, and log it: as a rate-limited warning, or at debug level when
+        ``quiet`` (a loss that is expected, such as an optional destination that is not running)."""
         if count <= 0:
             return
         with self._lock:
@@ -169,7 +172,12 @@ class Reporter:
                 text = f"outcome unknown for {count} event(s) of {who}"
             else:
                 text = f"dropped {count} event(s) for {who}: {reason.value}"
-            self.warn(f"drop:{reason.value}", text + (f" ({detail})" if detail else ""), exporter=exporter)
+            text += f" ({detail})" if detail else ""
+            if quiet:
+                with guarded(), contextlib.suppress(Exception):
+                    internal_logger.debug("evlog: %s", text)
+            else:
+                self.warn(f"drop:{reason.value}", text, exporter=exporter)
 
     def _call_on_drop(self, drop: Drop) -> None:
         assert self._on_drop is not None

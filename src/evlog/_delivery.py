@@ -209,12 +209,12 @@ class Delivery:
             self.in_flight = None
             return True
 
-    def count_drop(self, reason: DropReason, detail: str, events: Sequence[Event]) -> None:
+    def count_drop(self, reason: DropReason, detail: str, events: Sequence[Event], *, quiet: bool = False) -> None:
         if reason is DropReason.OUTCOME_UNKNOWN:
             self.unknown += len(events)
         else:
             self.lost += len(events)
-        self.reporter.drop(reason, len(events), exporter=self.name, events=tuple(events), detail=detail)
+        self.reporter.drop(reason, len(events), exporter=self.name, events=tuple(events), detail=detail, quiet=quiet)
 
     def _account(self, batch: Batch, result: ExportResult) -> list[Event]:
         """Count a result; the events to retry (empty when done). The batch stays in flight while retried."""
@@ -228,7 +228,8 @@ class Delivery:
             if not tally.retry:
                 self.in_flight = None
         if tally.failed:
-            self.count_drop(DropReason.FAILED, result.message or "refused by the backend", tally.failed)
+            quiet = self.exporter.optional  # e.g. no viewer running: counted, not worth a warning
+            self.count_drop(DropReason.FAILED, result.message or "refused by the backend", tally.failed, quiet=quiet)
         for reason, group in tally.rejected.items():
             self.count_drop(DropReason.REJECTED, reason, group)
         if tally.retry:

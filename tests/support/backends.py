@@ -230,6 +230,19 @@ def _memory(_secret: str | None) -> Iterator[Backend]:
 
 
 @contextlib.contextmanager
+def _viewer(_secret: str | None) -> Iterator[Backend]:
+    from evlog.viewer import ViewerServer
+
+    def make(**options: Any) -> Exporter:
+        from evlog.exporters.viewer import ViewerExporter
+
+        return ViewerExporter(url=server.url, **options)
+
+    with ViewerServer(port=0) as server:
+        yield Backend("viewer", make, invalid=_not_json)
+
+
+@contextlib.contextmanager
 def open_backend(name: str, *, secret: str | None = None, tmp: Path | None = None) -> Iterator[Backend]:
     """``name``'s exporter and its fake; every exporter made with ``build`` is shut down at the end."""
     factories: dict[str, Callable[[], contextlib.AbstractContextManager[Backend]]] = {
@@ -241,6 +254,7 @@ def open_backend(name: str, *, secret: str | None = None, tmp: Path | None = Non
         "jsonl": lambda: _jsonl(secret, tmp or Path.cwd()),
         "console": lambda: _console(secret),
         "memory": lambda: _memory(secret),
+        "viewer": lambda: _viewer(secret),
     }
     with factories[name]() as backend:
         try:

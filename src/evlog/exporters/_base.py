@@ -169,6 +169,10 @@ class Exporter:
     #: backend's: when their buffer is full the router waits for room instead of dropping, so an app that logs
     #: faster than they write is slowed down (briefly, see ``intake_wait``) instead of losing events.
     backpressure: ClassVar[bool] = False
+    #: Set by exporters whose destination is often, and normally, absent (the local viewer when ``evlog ui`` is
+    #: not open): the batches it refuses (``failed``) are counted as ever, but logged at debug level instead of
+    #: as a warning, since nothing is wrong.
+    optional: ClassVar[bool] = False
     #: Seconds of the shutdown budget kept for ``shutdown()`` itself (ending a session, say): deliveries at
     #: shutdown stop that much before its deadline (at most half of what is left).
     shutdown_reserve: ClassVar[float] = 0.0

@@ -21,7 +21,6 @@ import attrs
 
 from evlog._errors import EventRejected
 from evlog._event import Event
-from evlog._guard import internal_logger
 from evlog._serialize import event_to_dict
 from evlog.exporters._base import Batch, Exporter, ExportResult
 from evlog.exporters._result import ExportOutcomes
@@ -95,6 +94,7 @@ class ViewerExporter(Exporter):
     """
 
     name = "viewer"
+    optional = True
     Options = ViewerOptions
     options: ViewerOptions
     default_max_batch_size = 1000
@@ -137,10 +137,9 @@ class ViewerExporter(Exporter):
         data = self._body([raw for _, raw in prepared])
         try:
             status = self._post(data, batch.time_left(self.options.timeout))
-        except (OSError, http.client.HTTPException) as exc:
-            # Never retried: the viewer is optional, and events waiting for one would only pile up.
-            if not self._unreachable:
-                internal_logger.debug("evlog viewer: none at %s (%s); dropping its events", self.options.url, exc)
+        except (OSError, http.client.HTTPException):
+            # Never retried: the viewer is optional, and events waiting for one would only pile up. The drop is
+            # counted by the pipeline and logged at debug level only (``optional``).
             self._unreachable = True
             outcomes.refuse(events, f"no viewer running at {self.options.url} (start one with `evlog ui`)")
             return outcomes.result()

@@ -31,6 +31,13 @@ def _jsonl(path: Path) -> Iterator[dict[str, Any]]:
                 yield event
 
 
+def _decoded(raw: Any) -> dict[str, Any] | None:
+    try:
+        return event_to_dict(decode_event(json.dumps(raw).encode("utf-8")))
+    except Exception:  # one unreadable event must not hide the others
+        return None
+
+
 def _spool(path: Path) -> Iterator[dict[str, Any]]:
     conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     try:
@@ -40,10 +47,9 @@ def _spool(path: Path) -> Iterator[dict[str, Any]]:
             except ValueError:
                 continue
             for raw in raws if isinstance(raws, list) else ():
-                try:
-                    yield event_to_dict(decode_event(json.dumps(raw).encode("utf-8")))
-                except Exception:  # one unreadable event must not hide the others
-                    continue
+                event = _decoded(raw)
+                if event is not None:
+                    yield event
     finally:
         conn.close()
 

@@ -13,6 +13,7 @@ never grants.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import mimetypes
@@ -87,10 +88,8 @@ class _Server(ThreadingHTTPServer):
         with self.requests_lock:
             requests = list(self.open_requests)
         for request in requests:
-            try:
+            with contextlib.suppress(OSError):  # already closed by the other side
                 request.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -100,7 +99,7 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = 30
     server_version = "evlog-viewer"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: Any) -> None:
         """Quiet: the page polls several times a second."""
 
     def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
@@ -109,6 +108,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
         self.send_header("X-Content-Type-Options", "nosniff")
+        if status >= 400:  # a refused request's body may be unread: the connection cannot carry another
+            self.send_header("Connection", "close")
+            self.close_connection = True
         self.end_headers()
         self.wfile.write(body)
 
@@ -204,7 +206,10 @@ class ViewerServer:
         except OSError:
             self._server.server_close()
             raise
-        self._thread = threading.Thread(target=self._server.serve_forever, name="evlog-viewer", daemon=True)
+        # A short poll interval: close() waits for the loop to notice, and a viewer should stop at once.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="evlog-viewer", daemon=True
+        )
         self._thread.start()
         return self
 
