@@ -4,10 +4,13 @@ them, and show one event's data and stack."""
 
 from __future__ import annotations
 
+import http.client
+import json
 import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -111,3 +114,43 @@ def test_the_page_shows_filters_and_details_events_live(viewer: ViewerServer, pa
     shot = tmp_path / "viewer.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def _post_burst(viewer: ViewerServer, first: int, count: int) -> None:
+    events = [
+        {
+            "name": f"burst_{i % 20}",
+            "level": ("debug", "info", "warning", "error")[i % 4],
+            "category": "load",
+            "message": f"event {i}",
+            "timestamp": "2026-01-01T00:00:00.000000+00:00",
+            "data": {"i": i, "padding": "x" * 100},
+        }
+        for i in range(first, first + count)
+    ]
+    body = json.dumps({"process": {"pid": 1, "name": "load"}, "stats": {}, "events": events}).encode()
+    conn = http.client.HTTPConnection("127.0.0.1", viewer.port, timeout=10)
+    try:
+        conn.request("POST", "/ingest", body=body, headers={"Content-Type": "application/json"})
+        assert conn.getresponse().status == 200
+    finally:
+        conn.close()
+
+
+@pytest.mark.slow
+def test_the_page_keeps_up_with_thousands_of_events_and_keeps_the_newest(viewer: ViewerServer, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(viewer.url)
+    expect(page.locator("#status")).to_have_text("live", timeout=10_000)
+    for second in range(10):  # 10,000 events, as fast as they can be sent
+        _post_burst(viewer, second * 1000, 1000)
+        started = time.perf_counter()
+        page.evaluate("1")  # the page's main thread answers: it is not frozen
+        assert time.perf_counter() - started < 1.0
+    expect(page.locator("#count")).to_have_text("10000 events received", timeout=15_000)
+    expect(page.locator("#shown")).to_contain_text("5000 matching of 5000 kept")
+    expect(page.locator("#events tbody tr")).to_have_count(500)
+    expect(page.locator("#events tbody tr").first).to_contain_text("event 9999")
+    page.fill("#filter-text", "event 5000")
+    expect(page.locator("#events tbody tr")).to_have_count(1, timeout=2_000)

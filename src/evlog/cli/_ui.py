@@ -33,17 +33,19 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace, *, stop: threading.Event | None = None) -> int:
     """Serve until Ctrl-C (or until ``stop`` is set, for tests)."""
+    loaded = []
+    for path in args.file:
+        try:
+            loaded.append((path, read_events(path)))
+        except (OSError, sqlite3.Error) as exc:
+            print(f"evlog: error: cannot read {path}: {exc}", file=sys.stderr)
+            return 1
     try:
         server = ViewerServer(args.host, args.port)
     except ValueError as exc:
         print(f"evlog: error: {exc}", file=sys.stderr)
         return 2
-    for path in args.file:
-        try:
-            events = read_events(path)
-        except (OSError, sqlite3.Error) as exc:
-            print(f"evlog: error: cannot read {path}: {exc}", file=sys.stderr)
-            return 1
+    for path, events in loaded:
         server.store.add(events, source=f"file {path}")
     try:
         server.start()
