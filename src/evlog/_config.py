@@ -478,13 +478,7 @@ def _build_exporter(
         if offer is None:
             where[f"exporters.{name}.{key}"] = DEFAULTS
             continue
-        raw = offer.value
-        if offer.from_env:
-            try:
-                raw = parse_env(raw, types_[key])
-            except ValueError as exc:
-                raise ConfigError(str(exc), path=f"exporters.{name}.{key}", source=offer.source) from None
-        values[key], value_sources[key] = raw, offer.source
+        values[key], value_sources[key] = _exporter_value(offer, types_, name, key), offer.source
         where[f"exporters.{name}.{key}"] = offer.source
     options = build_exporter_options(cls, values, source=selection.source, sources=value_sources)
     check_header_safe(name, options, value_sources, default_source=selection.source)
@@ -680,12 +674,7 @@ def _check_unselected(name: str, file_table: Mapping[str, Any], sources: _Source
         offer = sources.pick(_NOT_GIVEN, env_name(name, key) if key in types_ else None, file_table, key)
         if offer is None:
             continue
-        raw = offer.value
-        if offer.from_env:
-            try:
-                raw = parse_env(raw, types_[key])
-            except ValueError as exc:
-                raise ConfigError(str(exc), path=f"exporters.{name}.{key}", source=offer.source) from None
+        raw = _exporter_value(offer, types_, name, key)
         if key in types_:
             structure_value(raw, types_[key], path=f"exporters.{name}.{key}", source=offer.source)
         values[key], value_sources[key] = raw, offer.source
@@ -699,3 +688,13 @@ def _check_unselected(name: str, file_table: Mapping[str, Any], sources: _Source
 def load_config(args: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Config:
     """Resolve a ``Config`` from ``configure()`` arguments (``None`` meaning "not given"), env and file."""
     return resolve_config(args, environ)[0]
+
+
+def _exporter_value(offer: Any, types_: Mapping[str, Any], name: str, key: str) -> Any:
+    """An exporter option's raw value; an environment string parsed by the option's type."""
+    if not offer.from_env:
+        return offer.value
+    try:
+        return parse_env(offer.value, types_[key])
+    except ValueError as exc:
+        raise ConfigError(str(exc), path=f"exporters.{name}.{key}", source=offer.source) from None
