@@ -8,13 +8,28 @@ JSON-compatible dicts for the local exporters and as the base of backends' wire 
 from __future__ import annotations
 
 import datetime as _dt
+import json as _json
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import cattrs
 
+from evlog._errors import EventRejected
 from evlog._event import Event, ExceptionInfo, Level, TraceContext, User
+from evlog._values import to_json_value
 
-__all__ = ["converter", "event_to_dict", "exception_to_dict", "make_converter", "rfc3339", "user_to_dict"]
+__all__ = [
+    "EncodeError",
+    "converter",
+    "dumps",
+    "encode_each",
+    "encode_safely",
+    "event_to_dict",
+    "exception_to_dict",
+    "make_converter",
+    "rfc3339",
+    "user_to_dict",
+]
 
 
 def _strict(expected: tuple[type, ...], label: str) -> Any:
@@ -53,16 +68,27 @@ def make_converter() -> cattrs.Converter:
 converter = make_converter()
 
 
-def _drop_empty(raw: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in raw.items() if v is not None and v != () and v != [] and v != {}}
+_USER_FIELDS = ("id", "email", "phone", "ip", "user_agent", "country", "locale", "app_version")
 
 
 def user_to_dict(user: User, *, private: bool = False) -> dict[str, Any]:
-    """The user's set fields; ``private_attributes`` only when asked for (local exporters)."""
-    raw = converter.unstructure(user)
-    if not private:
-        raw.pop("private_attributes", None)
-    return _drop_empty(raw)
+    """The user's set fields; ``private_attributes`` only when asked for (local exporters).
+
+    Built by hand rather than by the converter: it runs once per event per exporter, and the dicts of a built
+    event are already converted copies, so they are shared, not copied again.
+    """
+    out: dict[str, Any] = {}
+    for field in _USER_FIELDS:
+        value = getattr(user, field)
+        if value is not None:
+            out[field] = value
+    if user.custom:
+        out["custom"] = user.custom
+    if user.custom_ids:
+        out["custom_ids"] = user.custom_ids
+    if private and user.private_attributes:
+        out["private_attributes"] = user.private_attributes
+    return out
 
 
 def exception_to_dict(info: ExceptionInfo) -> dict[str, Any]:
@@ -92,22 +118,134 @@ def _trace_to_dict(trace: TraceContext) -> dict[str, Any]:
 
 
 def event_to_dict(event: Event, *, private: bool = True) -> dict[str, Any]:
-    """The full event as JSON-compatible data; fields that are unset are left out."""
-    raw: dict[str, Any] = {
+    """The full event as JSON-compatible data; fields that are unset are left out (``data`` always present)."""
+    out: dict[str, Any] = {
         "name": event.name,
         "timestamp": rfc3339(event.timestamp),
         "event_id": event.event_id,
         "level": event.level.value,
-        "category": event.category,
-        "labels": list(event.labels),
-        "message": event.message,
-        "data": event.data,
-        "user": user_to_dict(event.user, private=private) if event.user is not None else None,
-        "session_id": event.session_id,
-        "value": event.value,
-        "exception": exception_to_dict(event.exception) if event.exception is not None else None,
-        "trace": _trace_to_dict(event.trace) if event.trace is not None else None,
     }
-    out = _drop_empty(raw)
-    out.setdefault("data", {})
+    if event.category is not None:
+        out["category"] = event.category
+    if event.labels:
+        out["labels"] = list(event.labels)
+    if event.message is not None:
+        out["message"] = event.message
+    out["data"] = event.data
+    if event.user is not None:
+        user = user_to_dict(event.user, private=private)
+        if user:
+            out["user"] = user
+    if event.session_id is not None:
+        out["session_id"] = event.session_id
+    if event.value is not None:
+        out["value"] = event.value
+    if event.exception is not None:
+        out["exception"] = exception_to_dict(event.exception)
+    if event.trace is not None:
+        out["trace"] = _trace_to_dict(event.trace)
+    return out
+
+
+# --- the shared encoding step --------------------------------------------------------------------------------
+#
+# Every exporter that sends JSON encodes through here: ``dumps`` for one object (a whole batch when it can),
+# ``encode_each`` for one object per event, each inside its own guard. orjson is loaded on first use (never by
+# ``import evlog``); without it the stdlib encoder gives the same JSON (floats may be spelled differently, e.g.
+# ``1e+16`` and ``1e16``, which parse to the same number).
+
+_orjson_dumps: Callable[[Any], bytes] | None = None
+
+
+def _load_encoder() -> Callable[[Any], bytes]:
+    global _orjson_dumps  # resolved once, on first use
+    try:
+        import orjson  # kept out of ``import evlog``
+    except ImportError:  # pragma: no cover - orjson is a dependency; this keeps an odd platform working
+
+        def stdlib(value: Any) -> bytes:
+            return _json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+        _orjson_dumps = stdlib
+    else:
+        _orjson_dumps = orjson.dumps
+    return _orjson_dumps
+
+
+def dumps(value: Any) -> bytes:
+    """Compact UTF-8 JSON. Raises ``TypeError``/``ValueError`` for what JSON cannot hold (see ``encode_safely``)."""
+    encode = _orjson_dumps or _load_encoder()
+    return encode(value)
+
+
+class EncodeError(ValueError):
+    """A value still cannot be encoded after conversion; ``path`` names the field (``data.items[3]``)."""
+
+    def __init__(self, path: str, detail: str) -> None:
+        super().__init__(f"{path or 'the event'} cannot be encoded as JSON ({detail})")
+        self.path = path
+
+
+def _locate(value: Any, path: str) -> str:
+    """The path of the first part of ``value`` that does not encode (``value`` itself when it has no parts)."""
+    encode = _orjson_dumps or _load_encoder()
+    if isinstance(value, dict):
+        for key, item in value.items():
+            try:
+                encode(item)
+            except (TypeError, ValueError, RecursionError):
+                return _locate(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            try:
+                encode(item)
+            except (TypeError, ValueError, RecursionError):
+                return _locate(item, f"{path}[{index}]")
+    return path
+
+
+def encode_safely(value: Any) -> bytes:
+    """``dumps(value)``; if that fails, ``value`` converted by the documented rules (``_values``), then encoded.
+
+    Events are converted when built, so the second try only serves values a processor put in afterwards.
+    Raises ``EncodeError`` (with the field path) when even the converted value cannot be encoded.
+    """
+    try:
+        return dumps(value)
+    except (TypeError, ValueError, RecursionError):
+        pass
+    converted, _problems = to_json_value(value)
+    try:
+        return dumps(converted)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise EncodeError(_locate(converted, ""), f"{type(exc).__name__}: {str(exc)[:200]}") from exc
+
+
+def encode_each(
+    events: Iterable[Event],
+    to_wire: Callable[[Event], Any],
+    reject: Callable[[Event, str], None],
+) -> list[tuple[Event, bytes]]:
+    """``(event, JSON of to_wire(event))`` per event, each inside its own guard: an event whose mapping raises
+    ``EventRejected`` or whose wire form cannot be encoded is passed to ``reject`` with the reason, and costs
+    no other event. Any other exception from ``to_wire`` is rejected the same way (an exporter bug must not
+    cost the batch)."""
+    out: list[tuple[Event, bytes]] = []
+    encode = _orjson_dumps or _load_encoder()
+    for event in events:
+        try:
+            wire = to_wire(event)
+        except EventRejected as exc:
+            reject(event, str(exc))
+            continue
+        except Exception as exc:  # one event's odd value must not cost its batch
+            reject(event, f"event could not be mapped ({type(exc).__name__}: {str(exc)[:200]})")
+            continue
+        try:
+            out.append((event, encode(wire)))
+        except (TypeError, ValueError, RecursionError):
+            try:
+                out.append((event, encode_safely(wire)))
+            except EncodeError as exc:
+                reject(event, str(exc))
     return out
