@@ -16,7 +16,7 @@ import cattrs
 
 from evlog._errors import EventRejected
 from evlog._event import Event, ExceptionInfo, Level, TraceContext, User
-from evlog._values import to_json_value
+from evlog._values import MAX_DEPTH, clean_text, to_json_value
 
 __all__ = [
     "EncodeError",
@@ -24,9 +24,11 @@ __all__ = [
     "dumps",
     "encode_each",
     "encode_safely",
+    "encode_wires",
     "event_to_dict",
     "exception_to_dict",
     "make_converter",
+    "map_each",
     "rfc3339",
     "user_to_dict",
 ]
@@ -186,39 +188,45 @@ class EncodeError(ValueError):
         self.path = path
 
 
-def _locate(value: Any, path: str) -> str:
-    """The path of the first part of ``value`` that does not encode (``value`` itself when it has no parts)."""
-    encode = _orjson_dumps or _load_encoder()
-    if isinstance(value, dict):
+def _repair(value: Any, path: str, depth: int) -> Any:
+    """``value`` by the conversion rules, or ``EncodeError`` naming the first part that would need a placeholder.
+
+    At encode time only the rules that keep a value's meaning apply (surrogates, big integers, non-finite
+    floats, dates, ...): a placeholder is for what ``log_event`` was given, and a value a processor put in
+    afterwards that has no rule is refused with its path instead (the processor has a bug to see)."""
+    tp = type(value)
+    if tp is dict:
+        if depth >= MAX_DEPTH:
+            raise EncodeError(path, f"nested deeper than {MAX_DEPTH} levels or refers to itself")
+        out: dict[str, Any] = {}
         for key, item in value.items():
-            try:
-                encode(item)
-            except (TypeError, ValueError, RecursionError):
-                return _locate(item, f"{path}.{key}" if path else str(key))
-    elif isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            try:
-                encode(item)
-            except (TypeError, ValueError, RecursionError):
-                return _locate(item, f"{path}[{index}]")
-    return path
+            if type(key) is not str:
+                raise EncodeError(path, f"key {type(key).__name__} {str(key)[:80]!r} is not a string")
+            out[clean_text(key)] = _repair(item, f"{path}.{key[:80]}" if path else key[:80], depth + 1)
+        return out
+    if tp is list or tp is tuple:
+        if depth >= MAX_DEPTH:
+            raise EncodeError(path, f"nested deeper than {MAX_DEPTH} levels or refers to itself")
+        return [_repair(item, f"{path}[{index}]", depth + 1) for index, item in enumerate(value)]
+    converted, problems = to_json_value(value)
+    if problems:
+        raise EncodeError(path, problems[0])
+    return converted
 
 
 def encode_safely(value: Any) -> bytes:
-    """``dumps(value)``; if that fails, ``value`` converted by the documented rules (``_values``), then encoded.
-
-    Events are converted when built, so the second try only serves values a processor put in afterwards.
-    Raises ``EncodeError`` (with the field path) when even the converted value cannot be encoded.
-    """
+    """``dumps(value)``; if that fails, ``value`` repaired by the conversion rules that keep its meaning
+    (lone surrogates, integers past 2**53...), then encoded. ``EncodeError`` (with the field path) when a part
+    of it has no such rule. Events are converted when built, so this serves values processors add later."""
     try:
         return dumps(value)
     except (TypeError, ValueError, RecursionError):
         pass
-    converted, _problems = to_json_value(value)
+    repaired = _repair(value, "", 0)
     try:
-        return dumps(converted)
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise EncodeError(_locate(converted, ""), f"{type(exc).__name__}: {str(exc)[:200]}") from exc
+        return dumps(repaired)
+    except (TypeError, ValueError, RecursionError) as exc:  # pragma: no cover - the repair covers every case
+        raise EncodeError("", f"{type(exc).__name__}: {str(exc)[:200]}") from exc
 
 
 def encode_each(
@@ -227,20 +235,31 @@ def encode_each(
     reject: Callable[[Event, str], None],
 ) -> list[tuple[Event, bytes]]:
     """``(event, JSON of to_wire(event))`` per event, each inside its own guard: an event whose mapping raises
-    ``EventRejected`` or whose wire form cannot be encoded is passed to ``reject`` with the reason, and costs
-    no other event. Any other exception from ``to_wire`` is rejected the same way (an exporter bug must not
-    cost the batch)."""
-    out: list[tuple[Event, bytes]] = []
-    encode = _orjson_dumps or _load_encoder()
+    (``EventRejected`` for a backend's rule, anything else for an odd value) or whose wire form cannot be
+    encoded is passed to ``reject`` with the reason, and costs no other event."""
+    return encode_wires(map_each(events, to_wire, reject), reject)
+
+
+def map_each(
+    events: Iterable[Event], to_wire: Callable[[Event], Any], reject: Callable[[Event, str], None]
+) -> list[tuple[Event, Any]]:
+    """``(event, to_wire(event))`` per event that maps; the others go to ``reject`` with the reason."""
+    out: list[tuple[Event, Any]] = []
     for event in events:
         try:
-            wire = to_wire(event)
+            out.append((event, to_wire(event)))
         except EventRejected as exc:
             reject(event, str(exc))
-            continue
         except Exception as exc:  # one event's odd value must not cost its batch
             reject(event, f"event could not be mapped ({type(exc).__name__}: {str(exc)[:200]})")
-            continue
+    return out
+
+
+def encode_wires(pairs: Iterable[tuple[Event, Any]], reject: Callable[[Event, str], None]) -> list[tuple[Event, bytes]]:
+    """``(event, JSON bytes)`` for each ``(event, wire form)``; one that cannot be encoded goes to ``reject``."""
+    out: list[tuple[Event, bytes]] = []
+    encode = _orjson_dumps or _load_encoder()
+    for event, wire in pairs:
         try:
             out.append((event, encode(wire)))
         except (TypeError, ValueError, RecursionError):
