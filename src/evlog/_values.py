@@ -110,6 +110,10 @@ def _convert_any(value: Any, problems: list[str], depth: int, active: set[int]) 
         return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
     if depth >= MAX_DEPTH:
         return _placeholder(value, problems, f"nested deeper than {MAX_DEPTH} levels")
+    if tp is dict:  # the common containers before the (slower) abstract-class checks
+        return _container(value, problems, depth, active, _convert_mapping)
+    if tp is list:
+        return _container(value, problems, depth, active, _convert_list)
     if isinstance(value, Mapping):
         return _container(value, problems, depth, active, _convert_mapping)
     if isinstance(value, (list, tuple)):

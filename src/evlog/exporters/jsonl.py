@@ -10,7 +10,7 @@ from typing import IO, Any
 
 import attrs
 
-from evlog._serialize import event_to_dict
+from evlog._serialize import event_wire
 from evlog.exporters._base import Batch, Exporter, ExportResult
 from evlog.exporters._result import ExportOutcomes
 
@@ -53,7 +53,7 @@ class JsonlExporter(Exporter):
         # Each event is encoded on its own (one that cannot be is rejected alone, with its field path), and the
         # batch is written with one call. UTF-8, non-ASCII characters as they are (the encoding step's form).
         outcomes = ExportOutcomes(batch, label="jsonl")
-        lines = outcomes.encode(batch.events, event_to_dict)
+        lines = outcomes.encode(batch.events, event_wire)
         try:
             with self._lock:
                 fh = self._open()

@@ -20,7 +20,7 @@ from typing import Any
 import attrs
 
 from evlog._errors import EventRejected
-from evlog._event import Event, User
+from evlog._event import Event, Level, User
 from evlog._serialize import dumps
 from evlog._values import to_json_value
 from evlog._version import __version__
@@ -82,9 +82,7 @@ def _stringify(value: Any) -> str:
         return _dumps(to_json_value(value)[0])
 
 
-def _bounded_length(meta: dict[str, str]) -> int:
-    """An upper bound of ``len(_dumps(meta))`` for string values: escaping makes a character at most 6."""
-    return 2 + sum(6 * (len(key) + len(value)) + 6 for key, value in meta.items())
+_LEVEL_TEXT = {level: level.value for level in Level}
 
 
 def _positive(_inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
@@ -161,6 +159,7 @@ class StatsigExporter(Exporter):
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {"metadata_truncated": 0, "values_truncated": 0, "split_exports": 0}
         self._counting = True
+        self._last_user: tuple[User | None, dict[str, Any] | None] = (None, None)
 
     # --- mapping ---------------------------------------------------------------------------------------
 
@@ -170,23 +169,43 @@ class StatsigExporter(Exporter):
         with self._lock:
             self._counts[key] += n
 
-    def _metadata(self, event: Event) -> dict[str, Any]:
+    def _metadata(self, event: Event) -> tuple[dict[str, Any], int]:
+        """The metadata and an upper bound of its stringified length (exact length only when needed)."""
         stringify = self.options.stringify_metadata
-        meta: dict[str, Any] = {"level": event.level.value}
+        level = _LEVEL_TEXT[event.level]
+        meta: dict[str, Any] = {"level": level}
+        size = 5 + len(level)
         if event.category is not None:
             meta["category"] = event.category
+            size += 8 + len(event.category)
         if event.labels:
-            meta["labels"] = _dumps(list(event.labels)) if stringify else list(event.labels)
+            meta["labels"] = labels = _dumps(list(event.labels)) if stringify else list(event.labels)
+            size += 6 + len(labels)
         if event.message is not None:
             meta["message"] = event.message
+            size += 7 + len(event.message)
         for key, value in event.data.items():
             target = key
             while target in meta or target in RESERVED_METADATA_KEYS or target == TRUNCATION_KEY:
                 target = "data_" + target
-            meta[target] = _stringify(value) if stringify else value
-        return meta
+            if stringify:
+                meta[target] = text = _stringify(value)
+                size += len(target) + len(text)
+            else:
+                meta[target] = value
+        # Escaping makes one character at most six (\u0000); each entry adds quotes, a colon and a comma.
+        return meta, 6 * size + 6 * len(meta) + 2 if stringify else -1
 
     def _user(self, user: User | None) -> dict[str, Any] | None:
+        # Events logged with the same User share its wire form (read-only: it is only encoded).
+        if user is not None and user is self._last_user[0]:
+            return self._last_user[1]  # type: ignore[no-any-return]
+        wire = self._user_wire(user)
+        if user is not None:
+            self._last_user = (user, wire)
+        return wire
+
+    def _user_wire(self, user: User | None) -> dict[str, Any] | None:
         out: dict[str, Any] = {}
         if user is not None:
             for wire, value in (
@@ -237,9 +256,9 @@ class StatsigExporter(Exporter):
         user = self._user(event.user)
         if user is not None:
             wire["user"] = user
-        meta = self._metadata(event)
+        meta, bound = self._metadata(event)
         # With string values, a cheap upper bound spares the exact length for all but large metadata.
-        needs_check = not self.options.stringify_metadata or _bounded_length(meta) > MAX_METADATA_CHARS
+        needs_check = bound < 0 or bound > MAX_METADATA_CHARS
         if needs_check and len(_dumps(meta)) > MAX_METADATA_CHARS:
             meta = _fit_metadata(meta, MAX_METADATA_CHARS)
             self._count("metadata_truncated")
