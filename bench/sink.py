@@ -1,6 +1,6 @@
 """A loopback HTTP sink for the benchmarks: answers every request 200 at once, in its own process.
 
-    python bench/sink.py            # prints the port it listens on, then serves until killed
+python bench/sink.py            # prints the port it listens on, then serves until killed
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     do_POST = do_PUT = do_GET = _answer
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: object) -> None:  # the base class names it so
         pass
 
 
