@@ -5,18 +5,40 @@ python bench/sink.py            # prints the port it listens on, then serves unt
 
 from __future__ import annotations
 
+import gzip
 import http.server
+import json
 import sys
+import threading
+
+_lock = threading.Lock()
+_seen = {"requests": 0, "bytes": 0, "checkout": 0}
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def _answer(self) -> None:
+        if self.path == "/_count":  # what the benchmark reads to check delivery, then resets
+            with _lock:
+                body = json.dumps(_seen).encode()
+                _seen.update(requests=0, bytes=0, checkout=0)
+            self._reply(body)
+            return
         length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
-        body = b'{"success":true}'
+        raw = self.rfile.read(length) if length else b""
+        if self.headers.get("Content-Encoding") == "gzip" or raw[:2] == b"\x1f\x8b":
+            try:
+                raw = gzip.decompress(raw)
+            except OSError:
+                pass
+        with _lock:
+            _seen["requests"] += 1
+            _seen["bytes"] += len(raw)
+            _seen["checkout"] += raw.count(b"checkout")  # every client's event is named "checkout"
+        self._reply(b'{"success":true,"status":1}')
+
+    def _reply(self, body: bytes) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))

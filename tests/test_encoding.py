@@ -223,3 +223,18 @@ def test_statsig_body_is_the_documented_form() -> None:
         for key, value in event.data.items():  # stringified metadata parses back to the value
             text = wire["metadata"][key]
             assert text == value if isinstance(value, str) else json.loads(text) == value
+
+
+def test_a_timestamp_outside_utcs_range_is_refused_at_the_call() -> None:
+    import evlog
+
+    early = dt.datetime(1, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=14)))
+    with pytest.raises(evlog.InvalidEventError, match="cannot be expressed in UTC"):
+        evlog.log_event("early", timestamp=early)
+
+
+def test_warnings_quote_a_huge_name_cut_short(caplog: pytest.LogCaptureFixture) -> None:
+    raw = ("n" * 1_000_000, "info", None, None, None, {"odd": object()}, 0, None)
+    materialize(raw, Reporter(None))
+    messages = [r.getMessage() for r in caplog.records if "placeholder" in r.getMessage()]
+    assert messages and all(len(m) < 400 for m in messages)
