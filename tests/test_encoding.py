@@ -238,3 +238,12 @@ def test_warnings_quote_a_huge_name_cut_short(caplog: pytest.LogCaptureFixture) 
     materialize(raw, Reporter(None))
     messages = [r.getMessage() for r in caplog.records if "placeholder" in r.getMessage()]
     assert messages and all(len(m) < 400 for m in messages)
+
+
+def test_a_nested_dict_changed_during_the_copy_costs_only_that_value() -> None:
+    class Changing(dict):  # type: ignore[type-arg]
+        def items(self) -> Any:
+            raise RuntimeError("dictionary changed size during iteration")
+
+    event = built(make_event("x", data={"ok": 1, "busy": Changing(a=1)}))
+    assert event.data["ok"] == 1 and event.data["busy"].startswith("<unserializable ")
