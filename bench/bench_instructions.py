@@ -16,10 +16,42 @@ import subprocess
 import sys
 import textwrap
 
+#: The background path per event, on one thread (no router, worker or socket): building the Event from the
+#: queued tuple, and each exporter's encoding of a batch of 1,000 (with gzip for Statsig).
+BACKGROUND = """
+import gzip
+from evlog._accounting import Reporter
+from evlog._build import materialize
+from evlog._serialize import event_wire
+from evlog.exporters._result import ExportOutcomes
+from evlog.exporters.statsig import StatsigExporter
+from evlog import Batch, User
+rep = Reporter(None)
+user = User(id="u1", email="a@example.com")
+raw = ("checkout", "info", None, None, None, {"plan": "pro", "amount": 42, "items": ["a", "b"], "ok": True},
+       1764960000000000000, (None, user, None, None, None, None))
+statsig = StatsigExporter(api_key="secret-bench", endpoint="http://127.0.0.1:9/v1/log_event")
+def build(n):
+    return [materialize(raw, rep) for _ in range(n)]
+def jsonl(events):
+    for i in range(0, len(events), 1000):
+        out = ExportOutcomes(events[i:i + 1000])
+        b"\\n".join(line for _e, line in out.encode(events[i:i + 1000], event_wire))
+def to_statsig(events):
+    for i in range(0, len(events), 1000):
+        chunk = events[i:i + 1000]
+        out = ExportOutcomes(chunk)
+        for _events, body in statsig._requests(out, out.prepare(chunk, statsig._wire)):
+            gzip.compress(body, compresslevel=6, mtime=0)
+"""
+
 CASES = {
     "deque.append(dict) [floor]": "a = dq.append\nfor i in range(N): a({'name': 'signup', 'plan': i})",
     "evlog.log_event(name, data=...)": "for i in range(N): log_event('signup', data={'plan': i})",
     "evlog.log_event(name)": "for i in range(N): log_event('signup')",
+    "background: build the Event": BACKGROUND + "build(N)",
+    "background: build + jsonl encoding": BACKGROUND + "jsonl(build(N))",
+    "background: build + statsig body + gzip": BACKGROUND + "to_statsig(build(N))",
 }
 
 PRELUDE = """

@@ -9,6 +9,7 @@ import contextlib
 import gzip
 import http.server
 import json
+import socket
 import sys
 import threading
 
@@ -18,6 +19,12 @@ _seen = {"requests": 0, "bytes": 0, "checkout": 0}
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        # http.server writes the headers and the body separately: without this, Nagle's algorithm holds the body
+        # until the client's delayed ACK (40 ms), which caps a client that waits for each answer.
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _answer(self) -> None:
         if self.path == "/_count":  # what the benchmark reads to check delivery, then resets
