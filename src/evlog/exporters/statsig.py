@@ -83,6 +83,7 @@ def _stringify(value: Any) -> str:
 
 
 _LEVEL_TEXT = {level: level.value for level in Level}
+_TAKEN = frozenset((*RESERVED_METADATA_KEYS, TRUNCATION_KEY))
 
 
 def _positive(_inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
@@ -186,10 +187,10 @@ class StatsigExporter(Exporter):
             size += 7 + len(event.message)
         for key, value in event.data.items():
             target = key
-            while target in meta or target in RESERVED_METADATA_KEYS or target == TRUNCATION_KEY:
+            while target in meta or target in _TAKEN:
                 target = "data_" + target
             if stringify:
-                meta[target] = text = _stringify(value)
+                meta[target] = text = value if type(value) is str else _stringify(value)
                 size += len(target) + len(text)
             else:
                 meta[target] = value
