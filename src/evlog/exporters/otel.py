@@ -122,12 +122,12 @@ class OtelExporter(Exporter):
         self._given_provider = logger_provider
         self._provider: Any = None
         self._logger: Any = None
-        self._owned: list[_otel_api.CountingExporter] | None = None
+        self._owned: _otel_api.RecordCollector | None = None
         self._source = ""
         self._lock = threading.Lock()
         self._counters = _Counters()
         self._emitted = 0
-        self._failed_at_last_flush = 0
+        self._limits: tuple[int, int | None] = (_DEFAULT_ATTRIBUTE_LIMIT, None)
         self._closed = False
         if logger_provider is None and _otel_api.app_logger_provider() is None:
             _otel_api.check_environment()  # a misconfigured OTEL_* fails configure(), not every export
@@ -235,7 +235,7 @@ class OtelExporter(Exporter):
     def _attributes(self, event: Event) -> dict[str, Any]:
         """Data first, evlog's keys next, semantic-convention keys last: the SDK evicts the oldest keys, so
         even a provider with a lower limit than ours loses data before it loses ``exception.*``."""
-        limit = self._value_limit()
+        limit = self._limits[1]
         prefix = self.options.attribute_prefix
         data: dict[str, Any] = {}
         if event.data:
@@ -271,7 +271,7 @@ class OtelExporter(Exporter):
             if exc.source_function is not None:
                 semconv["code.function.name"] = self._text(exc.source_function, limit)
 
-        cap = self._attribute_limit()
+        cap = self._limits[0]
         excess = len(data) + len(fixed) + len(semconv) - cap
         if excess > 0:
             # One slot goes to the count of what was left out, so the backend can see the record is partial.
@@ -296,6 +296,10 @@ class OtelExporter(Exporter):
             outcomes.refuse(batch.events, f"cannot build an OpenTelemetry logger provider: {exc}")
             return outcomes.result()
         observed = time.time_ns()
+        # Read once per batch, not per event (each reads the environment).
+        self._limits = (self._attribute_limit(), self._value_limit())
+        collector = self._owned
+        emitted: list[Event] = []
         for event in batch.events:
             try:
                 _otel_api.emit(
@@ -311,30 +315,32 @@ class OtelExporter(Exporter):
             except Exception as exc:
                 outcomes.reject(event, f"the OpenTelemetry SDK refused the record: {type(exc).__name__}: {exc}")
             else:
-                outcomes.accept((event,))
-                self._emitted += 1
+                emitted.append(event)
+        if collector is not None and emitted:
+            # A provider evlog built: the records of this batch go to the SDK's exporters in one call each,
+            # and their verdict is the batch's (the OTLP exporters retry transient trouble themselves, within
+            # OTEL_EXPORTER_OTLP_TIMEOUT, so a failure they report is final).
+            problem = collector.export_collected()
+            if problem is not None:
+                outcomes.refuse(emitted, f"the OpenTelemetry exporter did not deliver: {problem}")
+                return outcomes.result()
+        outcomes.accept(emitted)
+        self._emitted += len(emitted)
         return outcomes.result()
 
     def _sdk_failures(self) -> int:
-        return sum(exporter.failed for exporter in self._owned or ())
+        return self._owned.failed if self._owned is not None else 0
 
     def force_flush(self, timeout: float) -> bool:
-        """Flushes only a provider evlog built; False when its exporter failed to deliver since the last flush
-        (the SDK's own ``force_flush`` says True even then)."""
-        if self._owned is None or self._provider is None:
-            return True
-        done = bool(self._provider.force_flush(int(timeout * 1000)))
-        failed = self._sdk_failures()
-        ok = done and failed == self._failed_at_last_flush
-        self._failed_at_last_flush = failed
-        return ok
+        """Nothing to do for a provider evlog built (each export delivers its records before it returns: the
+        outcome, sent or failed, is already in the stats); a given or global provider is the app's to flush."""
+        return True
 
     def shutdown(self, timeout: float) -> None:
         if self._closed:
             return
         self._closed = True
         if self._owned is not None and self._provider is not None:
-            self._provider.force_flush(int(timeout * 1000))
             self._provider.shutdown()
 
     def reset_after_fork(self) -> None:

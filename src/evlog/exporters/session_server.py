@@ -11,7 +11,6 @@ accepts both: any 2xx is success, ``session_id`` or ``id`` names a new session, 
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -24,7 +23,7 @@ import attrs
 from evlog._errors import ConfigError, EventRejected
 from evlog._event import Event
 from evlog._guard import guarded
-from evlog._serialize import rfc3339
+from evlog._serialize import EncodeError, encode_safely, rfc3339
 from evlog.exporters._base import Batch, Exporter, ExportResult
 from evlog.exporters._result import ExportOutcomes
 from evlog.exporters.http import HttpClient, HttpOutcome, ParallelSender, check_url, outcome_to_result
@@ -162,8 +161,8 @@ def event_payload(
 
 def _encode(payload: Mapping[str, Any]) -> bytes:
     try:
-        return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
-    except (TypeError, ValueError) as exc:
+        return encode_safely(payload)
+    except EncodeError as exc:
         raise EventRejected(f"data cannot be sent as JSON ({exc})") from None
 
 
