@@ -121,6 +121,10 @@ def _clean_user_fields(user: User, problems: list[str]) -> User:
     changes: dict[str, Any] = {}
     for field in _USER_TEXT:
         value = getattr(user, field)
+        if field == "id" and type(value) is int:
+            if not -MAX_EXACT_INT <= value <= MAX_EXACT_INT:  # the integer rule: exact text past 2**53
+                changes[field] = to_json_value(value)[0]
+            continue  # an integer id stays one: each exporter sends it in its backend's form
         if value is not None and (type(value) is not str or not value.isascii()):
             changes[field] = _text(value, problems)
     if user.custom:

@@ -39,7 +39,7 @@ from evlog._options import (
     structure_value,
 )
 from evlog._unknown import Unknown, unknown_keys, unknown_variables
-from evlog.exporters._base import Exporter
+from evlog.exporters._base import AppInfo, Exporter, building_for
 from evlog.exporters._registry import available_exporters, load_exporter_class
 from evlog.typing import Processor
 
@@ -544,7 +544,9 @@ def resolve_config(args: Mapping[str, Any], environ: Mapping[str, str] | None = 
         values[spec.name] = _read_option(spec, offer)
         where[spec.name] = offer.source
     _report_unknown(find_unknown(environ, file_data, file_src), strict=values.get("strict", False))
-    values["exporters"], exporter_where = _resolve_exporters(_given(args, "exporters"), sources)
+    app = AppInfo(values.get("release"), values.get("environment"), values.get("service"))
+    with building_for(app):  # exporters built from names see the app while their options are checked
+        values["exporters"], exporter_where = _resolve_exporters(_given(args, "exporters"), sources)
     where.update(exporter_where)
     return Config(**values), where
 

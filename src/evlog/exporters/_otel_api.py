@@ -135,7 +135,9 @@ def check_environment(environ: Mapping[str, str] | None = None) -> None:
     _exporter_classes(os.environ if environ is None else environ)
 
 
-def build_logger_provider(environ: Mapping[str, str] | None = None) -> tuple[Any, RecordCollector]:
+def build_logger_provider(
+    environ: Mapping[str, str] | None = None, resource_attributes: Mapping[str, str] | None = None
+) -> tuple[Any, RecordCollector]:
     """A private provider from the standard ``OTEL_*`` variables: ``Resource.create()`` (service name and
     resource attributes), and the exporters ``OTEL_LOGS_EXPORTER`` names (``otlp`` by default, its transport
     chosen by ``OTEL_EXPORTER_OTLP_[LOGS_]PROTOCOL``, http/protobuf unless told otherwise).
@@ -149,7 +151,10 @@ def build_logger_provider(environ: Mapping[str, str] | None = None) -> tuple[Any
     environ = os.environ if environ is None else environ
     # Exporters take no arguments: each configures itself from OTEL_EXPORTER_OTLP_* (endpoint, headers...).
     collector = RecordCollector([CountingExporter(cls()) for cls in _exporter_classes(environ)])
-    provider = LoggerProvider(resource=Resource.create(), shutdown_on_exit=False)
+    # The SDK merges OTEL_RESOURCE_ATTRIBUTES / OTEL_SERVICE_NAME, then the given attributes over them: evlog's
+    # own release / environment / service options, when set, are what the app said most directly.
+    resource = Resource.create(dict(resource_attributes or {}))
+    provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
     # The SDK's own processor turns each emitted record into what exporters take, whatever the SDK version.
     provider.add_log_record_processor(SimpleLogRecordProcessor(collector))  # type: ignore[arg-type]
     return provider, collector

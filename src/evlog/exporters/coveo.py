@@ -189,7 +189,7 @@ def _identity(event: Event) -> str | None:
     for key in _DEVICE_ID_KEYS:
         if key in by_key:
             return by_key[key]
-    return user.id or None
+    return None if user.id is None or user.id == "" else str(user.id)
 
 
 # Coveo fields an event may carry in ``data``: name -> (length limit, truncate instead of refusing).
@@ -294,7 +294,7 @@ def build_payload(event: Event, options: CoveoOptions) -> dict[str, Any]:
         if len(text) > SHORT_LIMIT:
             raise EventRejected(f"{name} is {len(text)} characters; Coveo accepts at most {SHORT_LIMIT}")
     user = event.user
-    user_id = user.id if user is not None else None
+    user_id = str(user.id) if user is not None and user.id is not None else None
     body: dict[str, Any] = {
         "language": fields.pop("language", None) or _language_of(event, options.language),
         "eventType": event_type,

@@ -53,7 +53,17 @@ class JsonlExporter(Exporter):
         # Each event is encoded on its own (one that cannot be is rejected alone, with its field path), and the
         # batch is written with one call. UTF-8, non-ASCII characters as they are (the encoding step's form).
         outcomes = ExportOutcomes(batch, label="jsonl")
-        lines = outcomes.encode(batch.events, event_wire)
+        app = {
+            k: v
+            for k, v in (
+                ("release", self.app.release),
+                ("environment", self.app.environment),
+                ("service", self.app.service),
+            )
+            if v is not None
+        }
+        wire = (lambda event: {**event_wire(event), **app}) if app else event_wire
+        lines = outcomes.encode(batch.events, wire)
         try:
             with self._lock:
                 fh = self._open()

@@ -146,7 +146,7 @@ class OtelExporter(Exporter):
                 provider = _otel_api.app_logger_provider()
                 source = "global"
                 if provider is None:
-                    provider, self._owned = _otel_api.build_logger_provider()
+                    provider, self._owned = _otel_api.build_logger_provider(resource_attributes=self._app_resource())
                     source = "built"
             self._provider, self._source = provider, source
             self._logger = provider.get_logger(self.options.logger_name, version=__version__)
@@ -255,7 +255,7 @@ class OtelExporter(Exporter):
             fixed[f"{prefix}value"] = self._leaf(event.value, limit, 0)
         semconv: dict[str, Any] = {"log.record.uid": event.event_id}
         if event.user is not None and event.user.id is not None:
-            semconv["user.id"] = self._text(event.user.id, limit)
+            semconv["user.id"] = self._text(str(event.user.id), limit)  # semantic conventions: a string
         if event.session_id is not None:
             semconv["session.id"] = self._text(event.session_id, limit)
         exc = event.exception
@@ -287,6 +287,16 @@ class OtelExporter(Exporter):
         return {**data, **fixed, **semconv}
 
     # --- export ------------------------------------------------------------------------------------------
+
+    def _app_resource(self) -> dict[str, str]:
+        """The app's fields as the semantic conventions name them, for a provider evlog builds."""
+        app = self.app
+        found = {
+            "service.name": app.service,
+            "service.version": app.release,
+            "deployment.environment.name": app.environment,
+        }
+        return {key: value for key, value in found.items() if value}
 
     def export(self, batch: Batch) -> ExportResult:
         outcomes = ExportOutcomes(batch)

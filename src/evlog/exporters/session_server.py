@@ -179,10 +179,14 @@ class SessionServerExporter(Exporter):
         super().__init__(options, **kwargs)
         opts = self.options
         check_url(opts.url, option="exporters.session_server.url", allow_insecure_http=opts.allow_insecure_http)
-        if not opts.session_id and not (opts.product and opts.version):
+        # A session's product and version: the options, else the app's service and release (configure()).
+        self._product = opts.product or self.app.service
+        self._version = opts.version or self.app.release
+        if not opts.session_id and not (self._product and self._version):
             raise ConfigError(
                 "set session_id (EVLOG_SESSION_SERVER_SESSION_ID) to use an existing session, or product and "
-                "version (EVLOG_SESSION_SERVER_PRODUCT, EVLOG_SESSION_SERVER_VERSION) to let evlog create one",
+                "version (EVLOG_SESSION_SERVER_PRODUCT, EVLOG_SESSION_SERVER_VERSION, or the service and release "
+                "options) to let evlog create one",
                 path="exporters.session_server",
             )
         self._base = opts.url.rstrip("/")
@@ -229,7 +233,7 @@ class SessionServerExporter(Exporter):
     def _create_session(self, timeout: float) -> tuple[str | None, ExportResult | None]:
         """(new session id, None) or (None, the result that explains why there is none)."""
         opts = self.options
-        body: dict[str, Any] = {"product": opts.product, "version": opts.version}
+        body: dict[str, Any] = {"product": self._product, "version": self._version}
         if opts.hostname:
             body["hostname"] = opts.hostname
         if opts.machine_id:

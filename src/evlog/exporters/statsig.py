@@ -210,13 +210,13 @@ class StatsigExporter(Exporter):
         out: dict[str, Any] = {}
         if user is not None:
             for wire, value in (
-                ("userID", user.id),
+                ("userID", None if user.id is None else str(user.id)),  # Statsig's userID is a string
                 ("email", user.email),
                 ("ip", user.ip),
                 ("userAgent", user.user_agent),
                 ("country", user.country),
                 ("locale", user.locale),
-                ("appVersion", user.app_version),
+                ("appVersion", user.app_version or self.app.release),
             ):
                 if value is not None:
                     out[wire] = value
@@ -225,8 +225,11 @@ class StatsigExporter(Exporter):
             if user.custom_ids:
                 out["customIDs"] = user.custom_ids
             # user.private_attributes: never sent (Statsig's own SDKs strip them before logging).
-        if self.options.environment_tier:
-            out["statsigEnvironment"] = {"tier": self.options.environment_tier}
+        elif self.app.release:
+            out["appVersion"] = self.app.release
+        tier = self.options.environment_tier or self.app.environment
+        if tier:
+            out["statsigEnvironment"] = {"tier": tier}
         return out or None
 
     def _value(self, value: Any) -> Any:
