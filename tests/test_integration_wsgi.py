@@ -130,3 +130,15 @@ def test_a_failing_user_callback_costs_the_user_not_the_request(events: list[evl
     with WsgiServer(EvlogMiddleware(app, user=broken)) as server:
         assert get(server.url + "/")[0] == 200
     assert events[0].user is None and events[0].data["path"] == "/"
+
+
+def test_start_response_gets_exc_info_only_when_the_app_passes_it(events: list[evlog.Event]) -> None:
+    calls: list[tuple[object, ...]] = []
+
+    def two_arguments(status: str, headers: list[tuple[str, str]]) -> None:  # as some servers declare it
+        calls.append((status, headers))
+
+    body = EvlogMiddleware(app)({"PATH_INFO": "/", "REQUEST_METHOD": "GET"}, two_arguments)
+    assert list(body) == [b"ok"]
+    body.close()  # type: ignore[attr-defined]
+    assert calls == [("200 OK", [("Content-Type", "text/plain")])]

@@ -84,10 +84,11 @@ def record_exception(exc: BaseException, mechanism: str) -> None:
             internal_logger.warning("evlog: could not record the request's %s", type(exc).__name__, exc_info=True)
 
 
-def record_request(info: RequestInfo, status: int | None) -> None:
-    """The ``http.request`` event: status (None when no response was started) and duration; never raises."""
+def record_request(info: RequestInfo, status: int | None, *, failed: bool = False) -> None:
+    """The ``http.request`` event: status and duration; level error for a 5xx or a request that raised (its body
+    may have failed after a 200 was sent). Never raises."""
     duration_ms = round((time.perf_counter() - info.started) * 1000, 3)
-    level = "error" if status is None or status >= 500 else "info"
+    level = "error" if failed or status is None or status >= 500 else "info"
     try:
         log_event("http.request", level=level, category="http", data={"status": status, "duration_ms": duration_ms})
     except Exception:

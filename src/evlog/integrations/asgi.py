@@ -93,7 +93,7 @@ class EvlogMiddleware:
                     if isinstance(exc, Exception):  # not cancellation: a way of stopping, not a failure
                         record_exception(exc, "asgi")
                     if self.request_events and scope["type"] == "http":
-                        record_request(info, 500 if info.status is None else info.status)
+                        record_request(info, 500 if info.status is None else info.status, failed=True)
                 raise
             if self.request_events and scope["type"] == "http":
                 with _context.context(**late_fields(scope)):

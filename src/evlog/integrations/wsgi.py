@@ -76,7 +76,8 @@ class EvlogMiddleware:
                 info.status = int(status.split(None, 1)[0])
             except ValueError:
                 info.status = None
-            return start_response(status, headers, exc_info)
+            # Passed on only when given: some servers' start_response takes two arguments.
+            return start_response(status, headers) if exc_info is None else start_response(status, headers, exc_info)
 
         try:
             body = self.app(environ, start)
@@ -89,7 +90,7 @@ class EvlogMiddleware:
         if isinstance(exc, Exception):  # not GeneratorExit, KeyboardInterrupt...: those are ways of stopping
             record_exception(exc, "wsgi")
         if self.request_events:
-            record_request(info, 500 if info.status is None else info.status)
+            record_request(info, 500 if info.status is None else info.status, failed=True)
 
     def _done(self, info: RequestInfo) -> None:
         if self.request_events:
