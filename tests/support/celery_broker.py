@@ -1,4 +1,4 @@
-"""kombu's filesystem transport in a folder: a Celery broker that needs no server (shared by the worker and the test)."""
+"""kombu's filesystem transport in a folder: a Celery broker with no server (shared by the worker and the test)."""
 
 from __future__ import annotations
 

@@ -12,12 +12,11 @@ import os
 from pathlib import Path
 
 from celery import Celery
+from celery_broker import broker_options
 
 import evlog
 from evlog.integrations.celery import init_app
 from evlog.logging import EvlogHandler
-
-from celery_broker import broker_options
 
 DIR = Path(os.environ["CELERY_TEST_DIR"])
 
