@@ -71,3 +71,18 @@ def test_the_fastapi_example() -> None:
         ("http.request", User(id="u-2")),
     ]
     assert {e.data["route"] for e in events} == {"/carts/{cart_id}/checkout"}
+
+
+def test_the_celery_example() -> None:
+    charge = _load("celery_task").charge
+    with capture_events() as events:
+        done = charge.apply(args=["o-1", 25.0])
+        failed = charge.apply(args=["o-2", 0.0])
+    assert (done.successful(), failed.failed()) == (True, True)
+    assert [(e.name, e.data["task_id"]) for e in events] == [
+        ("charge_started", done.id),
+        ("charge_completed", done.id),
+        ("charge_started", failed.id),
+        ("exception", failed.id),
+    ]
+    assert {e.data["task_name"] for e in events} == {"orders.charge"}
