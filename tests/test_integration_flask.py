@@ -109,3 +109,9 @@ def test_concurrent_requests_for_different_users_each_carry_their_own_user() -> 
         ("/items/broken", "log.shop", "ben"),  # Flask's "Exception on /items/broken [GET]"
         ("/items/broken", "viewed", "ben"),
     ]
+
+
+def test_init_app_twice_is_refused() -> None:
+    app = make_app()
+    with pytest.raises(RuntimeError, match="already called"):
+        init_app(app)

@@ -98,6 +98,8 @@ def init_app(
     app). Exceptions Flask turns into a 500 are recorded once, with the request's context.
     ``request_events=True`` adds one ``http.request`` event per request (``status``, ``duration_ms``).
     """
+    if "evlog" in app.extensions:  # a second call would bind and record everything twice
+        raise RuntimeError("evlog.integrations.flask.init_app() was already called for this app")
     integration = _Integration(user, request_events, request_id_header)
     # Strong references: blinker would otherwise drop these bound methods with nothing else holding them.
     request_started.connect(integration.started, app, weak=False)
