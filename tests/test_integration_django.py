@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,14 +12,17 @@ import django
 import pytest
 from django.apps import apps
 from django.conf import settings
+from django.core.wsgi import get_wsgi_application
 from django.http import HttpRequest, HttpResponse
 from django.test import Client, override_settings
 from django.urls import path
 
 import evlog
 from evlog import User
+from evlog.exporters.memory import MemoryExporter
 from evlog.logging import EvlogHandler
 from evlog.testing import capture_events
+from support.web import WsgiServer, get_concurrently
 
 
 def header_user(request: HttpRequest) -> User | None:
@@ -26,8 +30,14 @@ def header_user(request: HttpRequest) -> User | None:
     return User(id=name) if name else None
 
 
+#: Set by the concurrency test: each request waits there until both are in flight.
+rendezvous: list[threading.Barrier] = []
+
+
 def item(request: HttpRequest, item_id: int) -> HttpResponse:
     evlog.log_event("viewed", data={"item": item_id})
+    for barrier in rendezvous:
+        barrier.wait()
     if item_id == 0:
         raise RuntimeError("out of stock")
     return HttpResponse("ok")
@@ -108,3 +118,30 @@ def test_the_app_config_refuses_a_setting_that_is_not_a_dict() -> None:
 
     with override_settings(EVLOG=["console"]), pytest.raises(ImproperlyConfigured, match="must be a dict"):
         apps.get_app_config("evlog").ready()
+
+
+@pytest.mark.usefixtures("bridge")
+def test_concurrent_requests_for_different_users_each_carry_their_own_user() -> None:
+    """Two requests in flight at once on a real server: every event has its request's user, the failing
+    request's exception event and Django's own "Internal Server Error" record (through the bridge) included."""
+    memory = MemoryExporter()
+    evlog.configure(exporters=[memory], flush_interval=0.05)
+    rendezvous.append(threading.Barrier(2, timeout=10))
+    try:
+        with WsgiServer(get_wsgi_application()) as server:
+            results = get_concurrently(
+                [(server.url + "/items/7", {"X-User": "ann"}), (server.url + "/items/0", {"X-User": "ben"})]
+            )
+    finally:
+        rendezvous.clear()
+    assert [status for status, _ in results] == [200, 500]
+    assert evlog.flush(5)
+    seen = sorted((e.data["path"], e.name, e.user.id if e.user else None) for e in memory.events)
+    assert seen == [
+        ("/items/0", "exception", "ben"),
+        ("/items/0", "http.request", "ben"),
+        ("/items/0", "log.django.request", "ben"),
+        ("/items/0", "viewed", "ben"),
+        ("/items/7", "http.request", "ann"),
+        ("/items/7", "viewed", "ann"),
+    ]
