@@ -14,10 +14,11 @@ still (``scope["evlog.late"]``, set by the FastAPI integration) are added to the
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from evlog import _context
+from evlog import _api, _context
 from evlog._event import User
 from evlog.integrations._request import RequestInfo, call_user, record_exception, record_request, request_id
 
@@ -42,11 +43,33 @@ def late_fields(scope: Scope) -> dict[str, Any]:
     return fields
 
 
+def _delivering_before_shutdown_completes(send: Send) -> Send:
+    """The server's lifespan ``send``, which delivers what is queued before it reports the shutdown complete.
+
+    ASGI servers run the lifespan shutdown on a graceful stop, and some then end the process by raising the
+    signal again (uvicorn re-raises SIGTERM), which skips ``atexit``: this is the last moment to deliver.
+    """
+
+    async def wrapped(message: Message) -> None:
+        if message.get("type") == "lifespan.shutdown.complete":
+            # A flush, not a shutdown: an app can go through its lifespan more than once (a test client).
+            await asyncio.to_thread(_api.flush, _shutdown_timeout())
+        await send(message)
+
+    return wrapped
+
+
+def _shutdown_timeout() -> float:
+    client = _api.current_client()
+    return client.config.shutdown_timeout if client is not None else 0.0
+
+
 class EvlogMiddleware:
     """Wrap an ASGI app: binds ``request_id``, ``method``, ``path`` (as ``data``) and the user for each request.
 
-    HTTP and WebSocket connections are bound; lifespan messages pass through untouched. ``user(scope)`` returns
-    the request's ``evlog.User`` or None (a callback that raises is logged on the ``evlog`` logger and the
+    HTTP and WebSocket connections are bound; at the lifespan shutdown (a graceful stop), what is queued is
+    delivered (a flush within ``shutdown_timeout``) before the server is told the shutdown is complete.
+    ``user(scope)`` returns the request's ``evlog.User`` or None (a callback that raises is logged on the ``evlog`` logger and the
     request goes on without a user). The request id is the ``request_id_header`` the client sent, else a new
     uuid4; it is also put in ``scope["evlog.request_id"]``. An exception leaving the app is recorded with
     ``capture_exception`` and raised again, unchanged. ``request_events=True`` adds one ``http.request`` event
@@ -67,6 +90,9 @@ class EvlogMiddleware:
         self._header = request_id_header.lower().encode("latin-1")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, _delivering_before_shutdown_completes(send))
+            return
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
