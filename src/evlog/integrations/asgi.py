@@ -69,11 +69,11 @@ class EvlogMiddleware:
 
     HTTP and WebSocket connections are bound; at the lifespan shutdown (a graceful stop), what is queued is
     delivered (a flush within ``shutdown_timeout``) before the server is told the shutdown is complete.
-    ``user(scope)`` returns the request's ``evlog.User`` or None (a callback that raises is logged on the ``evlog`` logger and the
-    request goes on without a user). The request id is the ``request_id_header`` the client sent, else a new
-    uuid4; it is also put in ``scope["evlog.request_id"]``. An exception leaving the app is recorded with
-    ``capture_exception`` and raised again, unchanged. ``request_events=True`` adds one ``http.request`` event
-    per HTTP request (``status``, ``duration_ms``).
+    ``user(scope)`` returns the request's ``evlog.User`` or None (a callback that raises is logged on the
+    ``evlog`` logger and the request goes on without a user). The request id is the ``request_id_header`` the
+    client sent, else a new uuid4; it is also put in ``scope["evlog.request_id"]``. An exception leaving the app
+    is recorded with ``capture_exception`` and raised again, unchanged. ``request_events=True`` adds one
+    ``http.request`` event per HTTP request (``status``, ``duration_ms``).
     """
 
     def __init__(
