@@ -138,3 +138,23 @@ def test_bad_bindings_are_refused_where_they_are_made(fields: dict[str, object],
         evlog.bind(**fields)
     with pytest.raises(InvalidEventError, match=message):
         evlog.context(**fields)
+
+
+def test_an_integer_user_id_is_kept_and_sent_in_each_backends_form() -> None:
+    from evlog.exporters.statsig import StatsigExporter
+    from evlog.testing import capture_events
+
+    with capture_events() as events:
+        evlog.log_event("x", user=User(id=5))
+        evlog.log_event("y", user=User(id=2**60))
+    assert events[0].user is not None and events[0].user.id == 5  # still an integer for processors
+    assert events[1].user is not None and events[1].user.id == str(2**60)  # past 2**53: the exact text
+    exporter = StatsigExporter(api_key="secret-k", endpoint="http://127.0.0.1:9/v1/log_event")
+    assert exporter._user(events[0].user)["userID"] == "5"  # type: ignore[index]
+
+
+def test_a_bool_or_float_user_id_is_refused() -> None:
+    with pytest.raises(InvalidEventError, match=r"User\.id must be a string, an integer or None"):
+        User(id=True)
+    with pytest.raises(InvalidEventError, match=r"User\.id must be a string, an integer or None"):
+        User(id=1.5)  # type: ignore[arg-type]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as _dt
 import inspect
 import os
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -361,17 +362,32 @@ def test_given_provider_is_neither_flushed_nor_shut_down() -> None:
     provider.shutdown()
 
 
-def test_built_provider_is_flushed_and_shut_down(monkeypatch: pytest.MonkeyPatch, receiver: OtlpReceiver) -> None:
+def test_built_provider_is_shut_down_and_has_no_batch_thread(
+    monkeypatch: pytest.MonkeyPatch, receiver: OtlpReceiver
+) -> None:
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
     monkeypatch.setenv("OTEL_BLRP_SCHEDULE_DELAY", "60000")  # only a flush can deliver within the test
     exporter = OtelExporter()
     evlog.configure(exporters=[exporter], flush_interval=0.05)
     evlog.log_event("a")
     assert evlog.flush(5)
-    assert len(receiver.records) == 1  # delivered by evlog's flush reaching the SDK's force_flush
-    assert _sdk_threads()
+    assert len(receiver.records) == 1  # delivered by evlog's own batch, whatever the SDK's batch delay says
+    assert not _sdk_threads()  # one pipeline: no SDK batch processor (nor its thread) behind evlog's
     evlog.shutdown(5)
     assert not _sdk_threads()
+
+
+def test_without_a_collector_flush_and_stats_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")
+    evlog.configure(exporters=["otel"], flush_interval=0.05)
+    evlog.log_event("lost")
+    assert evlog.flush(10) is False
+    stats = evlog.stats()["otel"]
+    assert (stats.sent, sum(stats.dropped.values()), stats.details["sdk_export_failures"]) == (0, 1, 1)
 
 
 def test_grpc_without_its_package_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -24,7 +24,7 @@ def test_all_lists_every_public_name() -> None:
 def test_import_evlog_does_not_import_heavy_modules() -> None:
     code = "import sys, evlog; print(sorted({m.split('.')[0] for m in sys.modules}))"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    for heavy in ("requests", "urllib3", "opentelemetry", "sqlite3", "multiprocessing"):
+    for heavy in ("requests", "urllib3", "opentelemetry", "orjson", "sqlite3", "multiprocessing"):
         assert f"'{heavy}'" not in loaded
 
 

@@ -36,13 +36,7 @@ else:  # pragma: no cover
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 #: Sample id -> why it fails and the exact fix, for samples in files this test's author could not edit.
-KNOWN_FAILURES = {
-    "example": "docs/exporters/coveo.md: the sample uses os without importing it; add `import os`",
-    "adcp": "docs/exporters/adcp.md: the placeholder token '…' cannot be sent in an HTTP header (refused at "
-    'configure); write `"token": os.environ["ADCP_TOKEN"],  # or EVLOG_ADCP_TOKEN` and add `import os`',
-    "otel": "docs/exporters/otel.md: `provider` is never defined; add `from opentelemetry.sdk._logs import "
-    "LoggerProvider` and `provider = LoggerProvider()` before the second configure()",
-}
+KNOWN_FAILURES: dict[str, str] = {}
 
 
 def _slug(heading: str) -> str:

@@ -203,3 +203,24 @@ def test_with_the_spool_every_event_is_stored_once_in_log_order_in_its_own_sessi
         assert stored == list(range(1_000))  # each once, in log order, in the session they were logged in
         (second,) = [s for s in fake.sessions.values() if s.id != first.id]
         assert [e["name"] for e in second.events] == ["next run"]
+
+
+def test_integers_past_2_53_are_stored_exactly(fake: DataCatFake) -> None:
+    _configure(fake)
+    evlog.log_event("big", data={"exact": 2**53 + 1, "huge": 2**64 + 5, "small": 42})
+    assert evlog.flush(5)
+    (event,) = _stored(fake)
+    # The server decodes numbers as float64: only text keeps these digits; small ones stay numbers.
+    assert event["data"] == {"exact": str(2**53 + 1), "huge": str(2**64 + 5), "small": 42.0}
+
+
+def test_a_lone_surrogate_is_sent_replaced_not_dropped(fake: DataCatFake) -> None:
+    _configure(fake)
+    evlog.log_event("text", message="broken \ud800 text", data={"k": "x\udfffy"})
+    evlog.log_event("after")
+    assert evlog.flush(5)
+    stored = _stored(fake)
+    assert [e["name"] for e in stored] == ["text", "after"]
+    assert stored[0]["message"] == "broken \ufffd text"
+    assert stored[0]["data"] == {"k": "x\ufffdy"}
+    assert evlog.stats()["session_server"].dropped == {}

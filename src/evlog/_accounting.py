@@ -32,8 +32,9 @@ class DropReason(str, enum.Enum):
     BEFORE_SEND = "before_send"
     #: A ``before_send`` processor raised or returned something that is not an Event.
     PROCESSOR_ERROR = "processor_error"
-    #: The event could not be built from what ``log_event`` was given (e.g. its data changed while copied).
-    BUILD_FAILED = "build_failed"
+    #: The event could not be built from ``log_event``'s arguments on the background thread (the conversion
+    #: replaces odd values, so this is a bug to report, not bad input).
+    BUILD_ERROR = "build_error"
     #: The backend or the exporter's pre-send checks refused these events for good.
     REJECTED = "rejected"
     #: The backend refused the whole batch for good (e.g. bad credentials).

@@ -16,7 +16,7 @@ from evlog import _build, _context, _excepthook, _intake, _signals
 from evlog._accounting import Stats
 from evlog._client import Client
 from evlog._config import Config, resolve_config
-from evlog._debug import log_configuration, watch_outcomes
+from evlog._debug import log_configuration
 from evlog._guard import guarded, internal_logger
 from evlog._options import parse_bool
 
@@ -66,7 +66,6 @@ def configure(
     args = dict(locals())
     config, where = resolve_config(args)
     log_configuration(config, where)
-    watch_outcomes(config)
     client = Client(config)
     with _intake.lock():
         previous = _intake.install(client)

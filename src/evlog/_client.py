@@ -18,6 +18,7 @@ from evlog import _intake
 from evlog._accounting import DropReason, ExporterStats, Reporter, Stats
 from evlog._build import NO_RARE, Raw
 from evlog._config import Config
+from evlog._debug import log_outcome
 from evlog._durable import Keeper
 from evlog._guard import guarded
 from evlog._pipeline import Pipeline
@@ -54,6 +55,9 @@ class Client:
         app = AppInfo(config.release, config.environment, config.service)
         for exporter in config.exporters:
             exporter.app = app
+        if config.debug:
+            for pipeline in self.pipelines:
+                pipeline.on_result = pipeline.delivery.on_result = log_outcome
         self.keeper: Keeper | None = None
         if config.spool_dir:
             self.keeper = Keeper(

@@ -39,7 +39,7 @@ from evlog._options import (
     structure_value,
 )
 from evlog._unknown import Unknown, unknown_keys, unknown_variables
-from evlog.exporters._base import Exporter
+from evlog.exporters._base import AppInfo, Exporter, building_for
 from evlog.exporters._registry import available_exporters, load_exporter_class
 from evlog.typing import Processor
 
@@ -478,13 +478,7 @@ def _build_exporter(
         if offer is None:
             where[f"exporters.{name}.{key}"] = DEFAULTS
             continue
-        raw = offer.value
-        if offer.from_env:
-            try:
-                raw = parse_env(raw, types_[key])
-            except ValueError as exc:
-                raise ConfigError(str(exc), path=f"exporters.{name}.{key}", source=offer.source) from None
-        values[key], value_sources[key] = raw, offer.source
+        values[key], value_sources[key] = _exporter_value(offer, types_, name, key), offer.source
         where[f"exporters.{name}.{key}"] = offer.source
     options = build_exporter_options(cls, values, source=selection.source, sources=value_sources)
     check_header_safe(name, options, value_sources, default_source=selection.source)
@@ -550,7 +544,9 @@ def resolve_config(args: Mapping[str, Any], environ: Mapping[str, str] | None = 
         values[spec.name] = _read_option(spec, offer)
         where[spec.name] = offer.source
     _report_unknown(find_unknown(environ, file_data, file_src), strict=values.get("strict", False))
-    values["exporters"], exporter_where = _resolve_exporters(_given(args, "exporters"), sources)
+    app = AppInfo(values.get("release"), values.get("environment"), values.get("service"))
+    with building_for(app):  # exporters built from names see the app while their options are checked
+        values["exporters"], exporter_where = _resolve_exporters(_given(args, "exporters"), sources)
     where.update(exporter_where)
     return Config(**values), where
 
@@ -680,12 +676,7 @@ def _check_unselected(name: str, file_table: Mapping[str, Any], sources: _Source
         offer = sources.pick(_NOT_GIVEN, env_name(name, key) if key in types_ else None, file_table, key)
         if offer is None:
             continue
-        raw = offer.value
-        if offer.from_env:
-            try:
-                raw = parse_env(raw, types_[key])
-            except ValueError as exc:
-                raise ConfigError(str(exc), path=f"exporters.{name}.{key}", source=offer.source) from None
+        raw = _exporter_value(offer, types_, name, key)
         if key in types_:
             structure_value(raw, types_[key], path=f"exporters.{name}.{key}", source=offer.source)
         values[key], value_sources[key] = raw, offer.source
@@ -699,3 +690,13 @@ def _check_unselected(name: str, file_table: Mapping[str, Any], sources: _Source
 def load_config(args: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Config:
     """Resolve a ``Config`` from ``configure()`` arguments (``None`` meaning "not given"), env and file."""
     return resolve_config(args, environ)[0]
+
+
+def _exporter_value(offer: Any, types_: Mapping[str, Any], name: str, key: str) -> Any:
+    """An exporter option's raw value; an environment string parsed by the option's type."""
+    if not offer.from_env:
+        return offer.value
+    try:
+        return parse_env(offer.value, types_[key])
+    except ValueError as exc:
+        raise ConfigError(str(exc), path=f"exporters.{name}.{key}", source=offer.source) from None

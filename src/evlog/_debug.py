@@ -8,17 +8,15 @@ something.
 
 from __future__ import annotations
 
-import functools
 import logging
 import sys
 from collections.abc import Mapping
-from typing import Any
 
 from evlog._config import Config
 from evlog._guard import guarded, internal_logger
 from evlog.exporters._base import Batch, ExportResult
 
-__all__ = ["log_configuration", "watch_outcomes"]
+__all__ = ["log_configuration", "log_outcome"]
 
 _handler: logging.Handler | None = None
 
@@ -49,24 +47,13 @@ def log_configuration(config: Config, where: Mapping[str, str]) -> None:
         )
 
 
-def watch_outcomes(config: Config) -> None:
-    """With ``debug`` on, log each ``export()`` outcome of every exporter: name, events, status, message."""
-    if not config.debug:
-        return
-    for exporter in config.exporters:
-        original = exporter.export
-
-        @functools.wraps(original)
-        def export(batch: Batch, _original: Any = original, _name: str = exporter.name) -> ExportResult:
-            result: ExportResult = _original(batch)
-            with guarded():
-                internal_logger.debug(
-                    "evlog: export to %s: %d event(s) -> %s%s",
-                    _name,
-                    len(batch),
-                    result.status.name.lower(),
-                    f": {result.message}" if result.message else "",
-                )
-            return result
-
-        exporter.export = export  # type: ignore[method-assign]
+def log_outcome(name: str, batch: Batch, result: ExportResult) -> None:
+    """With ``debug`` on, each ``export()`` outcome: exporter, events, status and the backend's message."""
+    with guarded():
+        internal_logger.debug(
+            "evlog: export to %s: %d event(s) -> %s%s",
+            name,
+            len(batch),
+            result.status.name.lower(),
+            f": {result.message}" if result.message else "",
+        )

@@ -86,6 +86,8 @@ class Delivery:
         self._replan = replan
         #: Told of events this exporter is done with: delivered, or given up on for good (the spool drops them).
         self._settled = settled
+        #: Told of every result (the ``debug`` option logs them); must not raise.
+        self.on_result: Callable[[str, Batch, ExportResult], None] | None = None
         #: The batch being exported or waiting to be retried (what shutdown counts if it abandons it).
         self.in_flight: Batch | None = None
         #: True while ``export`` runs: a batch abandoned then has an unknown outcome, not a known loss.
@@ -155,6 +157,8 @@ class Delivery:
                 self._settled(batch.events)
             return None
         self.exporting = False
+        if self.on_result is not None:
+            self.on_result(self.name, batch, result)
         return result
 
     def _next_wait(

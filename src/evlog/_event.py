@@ -50,6 +50,13 @@ def _opt_str(name: str) -> Any:
     return check
 
 
+def _id(_inst: Any, _attr: Any, value: Any) -> None:
+    if value is not None and type(value) not in (str, int):  # bool is an int subclass: refused by type()
+        raise InvalidEventError(
+            f"User.id must be a string, an integer or None, got {type(value).__name__} {value!r:.60}"
+        )
+
+
 def _str_mapping(name: str, *, str_values: bool = False) -> Any:
     def check(_inst: object, _attr: object, value: object) -> None:
         if not isinstance(value, Mapping):
@@ -77,7 +84,9 @@ class User:
     ``custom_ids`` maps an id type (``stableID``, ``device_id``, ``rampid``...) to its value.
     """
 
-    id: str | None = attrs.field(default=None, validator=_opt_str("id"))
+    #: A string or an integer (database ids often are); each exporter sends it in its backend's form (Statsig's
+    #: ``userID`` is a string, so an integer is sent as its decimal text there).
+    id: str | int | None = attrs.field(default=None, validator=_id)
     email: str | None = attrs.field(default=None, validator=_opt_str("email"), repr=False)
     phone: str | None = attrs.field(default=None, validator=_opt_str("phone"), repr=False)
     ip: str | None = attrs.field(default=None, validator=_opt_str("ip"), repr=False)

@@ -24,7 +24,7 @@ from evlog._delivery import Delivery
 from evlog._event import Event
 from evlog._guard import guarded
 from evlog._retry import RetryPolicy
-from evlog.exporters._base import Batch, Exporter
+from evlog.exporters._base import Batch, Exporter, ExportResult
 
 __all__ = ["Pipeline", "State"]
 
@@ -46,6 +46,8 @@ class Pipeline:
         self.reporter = reporter
         #: Told of the events this exporter is done with (the durable spool forgets them); set by the client.
         self.on_settled: Callable[[str, Sequence[Event]], None] | None = None
+        #: Told of every export result (the ``debug`` option logs them).
+        self.on_result: Callable[[str, Batch, ExportResult], None] | None = None
         #: What an earlier process saved for events adopted from its spool (see ``Batch.origins``).
         self.origin_of: Callable[[str, str], Mapping[str, str] | None] | None = None
         self._init_state()
@@ -73,6 +75,7 @@ class Pipeline:
             replan=self._replan,
             settled=self._settled,
         )
+        self.delivery.on_result = self.on_result
         #: Events offered by the router (accepted or not): the pipeline's share of what was logged.
         self.offered = 0
         #: Losses counted for this exporter by the router (see ``FlushMarker``).

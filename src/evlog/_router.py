@@ -216,7 +216,7 @@ class Router:
             except Exception as exc:  # e.g. a nested dict changed by another thread while it was copied
                 self._lost_before_fan_out(1)
                 self.reporter.drop(
-                    DropReason.BUILD_FAILED, 1, detail=f"could not build the event: {type(exc).__name__}: {exc}"
+                    DropReason.BUILD_ERROR, 1, detail=f"could not build the event: {type(exc).__name__}: {exc}"
                 )
                 continue
             event = self._process(built) if self.before_send else built

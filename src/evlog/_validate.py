@@ -19,7 +19,7 @@ _LEVEL_NAMES = ", ".join(repr(level.value) for level in Level)
 
 
 def _show(value: Any) -> str:
-    text = repr(value)
+    text = repr(value[:100] if isinstance(value, str) else value)
     if len(text) > 80:
         text = text[:77] + "..."
     return f"{type(value).__name__} {text}"
@@ -78,6 +78,12 @@ def check_rare(timestamp: Any, event_id: Any, user: Any, session_id: Any, value:
             raise InvalidEventError(
                 "timestamp must be timezone-aware (a naive datetime is ambiguous); use e.g. datetime.now(timezone.utc)"
             )
+        try:
+            timestamp.astimezone(_dt.timezone.utc)
+        except (OverflowError, ValueError) as exc:
+            raise InvalidEventError(
+                f"timestamp {_show(timestamp)} cannot be expressed in UTC (it falls outside years 1-9999)"
+            ) from exc
     if event_id is not None and (type(event_id) is not str or not event_id):
         raise InvalidEventError(f"event_id must be a non-empty string or None, got {_show(event_id)}")
     if user is not None and not isinstance(user, User):

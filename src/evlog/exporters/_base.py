@@ -10,7 +10,9 @@ from __future__ import annotations
 import enum
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, ClassVar
 
 import attrs
@@ -37,6 +39,20 @@ class AppInfo:
     release: str | None = None
     environment: str | None = None
     service: str | None = None
+
+
+_building_for: ContextVar[AppInfo] = ContextVar("evlog_building_for", default=AppInfo())  # noqa: B039 - frozen
+
+
+@contextmanager
+def building_for(app: AppInfo) -> Iterator[None]:
+    """Exporters built inside the block start with ``app`` (``configure()`` builds them this way), so an
+    exporter can take a required value from the app's fields (the session server's product and version)."""
+    token = _building_for.set(app)
+    try:
+        yield
+    finally:
+        _building_for.reset(token)
 
 
 @attrs.frozen(slots=True)
@@ -180,10 +196,11 @@ class Exporter:
     default_max_batch_size: ClassVar[int] = 512
 
     options: Any
-    #: Set by evlog from the configuration before the first export (empty until then).
+    #: The app's release, environment and service, from the configuration (set before the first export).
     app: AppInfo = AppInfo()
 
     def __init__(self, options: Any = None, /, **kwargs: Any) -> None:
+        self.app = _building_for.get()
         if options is None:
             options = build_exporter_options(type(self), kwargs, source="constructor arguments")
         elif kwargs:

@@ -32,6 +32,7 @@ __all__ = [
     "CountingExporter",
     "InMemoryLogRecordExporter",
     "LoggerProvider",
+    "RecordCollector",
     "SimpleLogRecordProcessor",
     "app_logger_provider",
     "attribute_limit",
@@ -134,22 +135,71 @@ def check_environment(environ: Mapping[str, str] | None = None) -> None:
     _exporter_classes(os.environ if environ is None else environ)
 
 
-def build_logger_provider(environ: Mapping[str, str] | None = None) -> tuple[Any, list[CountingExporter]]:
+def build_logger_provider(
+    environ: Mapping[str, str] | None = None, resource_attributes: Mapping[str, str] | None = None
+) -> tuple[Any, RecordCollector]:
     """A private provider from the standard ``OTEL_*`` variables: ``Resource.create()`` (service name and
-    resource attributes), one batch processor per ``OTEL_LOGS_EXPORTER`` entry (``otlp`` by default, its
-    transport chosen by ``OTEL_EXPORTER_OTLP_[LOGS_]PROTOCOL``, http/protobuf unless told otherwise).
+    resource attributes), and the exporters ``OTEL_LOGS_EXPORTER`` names (``otlp`` by default, its transport
+    chosen by ``OTEL_EXPORTER_OTLP_[LOGS_]PROTOCOL``, http/protobuf unless told otherwise).
 
-    It is not made global and does not register its own exit hook: evlog flushes and shuts it down after its
-    last export, which an earlier atexit shutdown would lose. Returns the provider and its wrapped exporters
-    (whose ``failed`` counts records the SDK could not deliver).
+    No batch processor: evlog already batches, so the provider's only processor is the SDK's synchronous one
+    feeding a ``RecordCollector``, and evlog's worker hands each of its batches to the SDK exporters in one
+    call (``RecordCollector.export_collected``). One pipeline, not two, and the exporters' verdict becomes
+    the batch's outcome. The provider is not made global and registers no exit hook: evlog shuts it down
+    after its last export.
     """
     environ = os.environ if environ is None else environ
     # Exporters take no arguments: each configures itself from OTEL_EXPORTER_OTLP_* (endpoint, headers...).
-    exporters = [CountingExporter(cls()) for cls in _exporter_classes(environ)]
-    provider = LoggerProvider(resource=Resource.create(), shutdown_on_exit=False)
-    for exporter in exporters:
-        provider.add_log_record_processor(BatchLogRecordProcessor(exporter))  # type: ignore[arg-type]
-    return provider, exporters
+    collector = RecordCollector([CountingExporter(cls()) for cls in _exporter_classes(environ)])
+    # The SDK merges OTEL_RESOURCE_ATTRIBUTES / OTEL_SERVICE_NAME, then the given attributes over them: evlog's
+    # own release / environment / service options, when set, are what the app said most directly.
+    resource = Resource.create(dict(resource_attributes or {}))
+    provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
+    # The SDK's own processor turns each emitted record into what exporters take, whatever the SDK version.
+    provider.add_log_record_processor(SimpleLogRecordProcessor(collector))  # type: ignore[arg-type]
+    return provider, collector
+
+
+class RecordCollector:
+    """Duck-typed log exporter behind a ``SimpleLogRecordProcessor``: keeps the records emitted during one
+    evlog export, which ``export_collected`` then sends to the real exporters in one call each."""
+
+    def __init__(self, exporters: list[CountingExporter]) -> None:
+        self.exporters = exporters
+        self._records: list[Any] = []
+
+    def export(self, batch: Any) -> Any:
+        self._records.extend(batch)
+        return None
+
+    def collected(self) -> int:
+        return len(self._records)
+
+    def export_collected(self) -> str | None:
+        """Send what was collected (and forget it); None when every exporter took it, else what went wrong."""
+        records, self._records = self._records, []
+        problems: list[str] = []
+        for exporter in self.exporters:
+            failed_before = exporter.failed
+            try:
+                exporter.export(records)
+            except Exception as exc:
+                problems.append(f"{type(exporter.inner).__name__} raised {type(exc).__name__}: {exc}")
+            else:
+                if exporter.failed != failed_before:
+                    problems.append(f"{type(exporter.inner).__name__} reported a failed export")
+        return "; ".join(problems) or None
+
+    @property
+    def failed(self) -> int:
+        return sum(exporter.failed for exporter in self.exporters)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return all(bool(exporter.force_flush(timeout_millis)) for exporter in self.exporters)
+
+    def shutdown(self) -> None:
+        for exporter in self.exporters:
+            exporter.shutdown()
 
 
 class CountingExporter:
@@ -161,12 +211,12 @@ class CountingExporter:
     """
 
     def __init__(self, inner: Any) -> None:
-        self._inner = inner
+        self.inner = inner
         self.failed = 0
 
     def export(self, batch: Any) -> Any:
         try:
-            result = self._inner.export(batch)
+            result = self.inner.export(batch)
         except Exception:
             self.failed += len(batch)
             raise
@@ -175,7 +225,7 @@ class CountingExporter:
         return result
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
+        return getattr(self.inner, name)
 
 
 def trace_context(trace: TraceContext | None) -> Context:

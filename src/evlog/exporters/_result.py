@@ -33,8 +33,8 @@ import enum
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from evlog._errors import EventRejected
 from evlog._event import Event
+from evlog._serialize import encode_each, encode_wires, map_each
 from evlog.exporters._base import Batch, ExportResult, ExportStatus
 
 if TYPE_CHECKING:  # the module stays importable without loading the HTTP layer
@@ -103,14 +103,21 @@ class ExportOutcomes:
             self._retry_after = max(self._retry_after or 0.0, after)
 
     def prepare(self, events: Iterable[Event], encode: Callable[[Event], T]) -> list[tuple[Event, T]]:
-        """``(event, encode(event))`` for each event ``encode`` accepts; ``EventRejected`` rejects that one alone."""
-        prepared: list[tuple[Event, T]] = []
-        for event in events:
-            try:
-                prepared.append((event, encode(event)))
-            except EventRejected as exc:
-                self.reject(event, f"{self._label}: {exc}" if self._label else str(exc))
-        return prepared
+        """``(event, encode(event))`` for each event ``encode`` accepts; ``EventRejected`` (a backend's rule) or
+        any other exception (an odd value) rejects that one alone, with the reason."""
+        return map_each(events, encode, self._reject_labelled)
+
+    def encode(self, events: Iterable[Event], to_wire: Callable[[Event], Any]) -> list[tuple[Event, bytes]]:
+        """``(event, JSON bytes of to_wire(event))``, each event in its own guard (``_serialize.encode_each``):
+        one whose mapping or encoding fails is rejected alone, with the reason and the field path."""
+        return encode_each(events, to_wire, self._reject_labelled)
+
+    def encode_mapped(self, pairs: Iterable[tuple[Event, Any]]) -> list[tuple[Event, bytes]]:
+        """Like ``encode`` for ``(event, wire form)`` pairs already mapped (by ``prepare``)."""
+        return encode_wires(pairs, self._reject_labelled)
+
+    def _reject_labelled(self, event: Event, reason: str) -> None:
+        self.reject(event, f"{self._label}: {reason}" if self._label else reason)
 
     def record(
         self,

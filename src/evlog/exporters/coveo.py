@@ -9,7 +9,6 @@ Coveo stamps events on receipt (there is no time field), so events are sent as s
 from __future__ import annotations
 
 import functools
-import json
 import re
 import threading
 import time
@@ -23,6 +22,7 @@ import attrs
 
 from evlog._errors import EventRejected
 from evlog._event import Event
+from evlog._serialize import encode_safely
 from evlog.exporters._base import Batch, Exporter, ExportResult
 from evlog.exporters._result import ExportOutcomes
 from evlog.exporters.http import HttpClient, HttpOutcome, ParallelSender, check_url
@@ -189,7 +189,7 @@ def _identity(event: Event) -> str | None:
     for key in _DEVICE_ID_KEYS:
         if key in by_key:
             return by_key[key]
-    return user.id or None
+    return None if user.id is None or user.id == "" else str(user.id)
 
 
 # Coveo fields an event may carry in ``data``: name -> (length limit, truncate instead of refusing).
@@ -206,6 +206,7 @@ _STRING_FIELDS: dict[str, tuple[int | None, bool]] = {
     "trackingId": (None, False),
     "language": (LANGUAGE_LIMIT, False),
 }
+_JSON = {"Content-Type": "application/json"}
 _SPECIAL_FIELDS = ("outcome", "clientId")
 FIELD_NAMES = frozenset(_STRING_FIELDS) | frozenset(_SPECIAL_FIELDS)
 
@@ -273,7 +274,7 @@ def _custom_data(event: Event, data: Mapping[str, Any]) -> dict[str, Any]:
         custom[norm] = value
     for key, value in extras.items():
         custom.setdefault(key, value)  # the app's own data wins over the event's fields
-    size = len(json.dumps(custom, separators=(",", ":"), ensure_ascii=False, default=str))
+    size = len(encode_safely(custom).decode("utf-8"))
     if size > CUSTOM_DATA_LIMIT:
         raise EventRejected(f"customData is {size} characters as JSON; Coveo stores at most {CUSTOM_DATA_LIMIT}")
     return custom
@@ -293,7 +294,7 @@ def build_payload(event: Event, options: CoveoOptions) -> dict[str, Any]:
         if len(text) > SHORT_LIMIT:
             raise EventRejected(f"{name} is {len(text)} characters; Coveo accepts at most {SHORT_LIMIT}")
     user = event.user
-    user_id = user.id if user is not None else None
+    user_id = str(user.id) if user is not None and user.id is not None else None
     body: dict[str, Any] = {
         "language": fields.pop("language", None) or _language_of(event, options.language),
         "eventType": event_type,
@@ -349,13 +350,13 @@ class CoveoExporter(Exporter):
     def __repr__(self) -> str:
         return f"<CoveoExporter {self.options.url!r}>"
 
-    def _send(self, event: Event, body: dict[str, Any], deadline: float | None) -> HttpOutcome | None:
+    def _send(self, payload: bytes, client_id: Any, deadline: float | None) -> HttpOutcome | None:
         """One event's answer; None when the deadline passed first (it is retried, never sent twice)."""
         left = None if deadline is None else deadline - time.monotonic()
         if left is not None and left <= 0:
             return None
-        url = _with_visitor(self.options.url, body.get("clientId"))
-        outcome = self._http.post_json(url, body, timeout=left)
+        url = _with_visitor(self.options.url, client_id)
+        outcome = self._http.request("POST", url, data=payload, headers=_JSON, timeout=left)
         if outcome.ok:
             self._note_visit(outcome)
         return outcome
@@ -383,10 +384,17 @@ class CoveoExporter(Exporter):
 
     def export(self, batch: Batch) -> ExportResult:
         outcomes = ExportOutcomes(batch, label="coveo")
-        bodies = outcomes.prepare(batch.events, lambda event: build_payload(event, self.options))
-        calls = [functools.partial(self._send, event, body, batch.deadline) for event, body in bodies]
+        # Each body is mapped and encoded here, in its event's guard, before any request: an event that cannot be
+        # encoded is rejected alone instead of failing inside a sender thread.
+        mapped = outcomes.prepare(batch.events, lambda event: build_payload(event, self.options))
+        client_ids = {event.event_id: body.get("clientId") for event, body in mapped}
+        bodies = outcomes.encode_mapped(mapped)
+        calls = [
+            functools.partial(self._send, payload, client_ids[event.event_id], batch.deadline)
+            for event, payload in bodies
+        ]
         answers = self._sender.run(calls, deadline=batch.deadline)
-        for (event, _body), outcome in zip(bodies, answers, strict=True):
+        for (event, _payload), outcome in zip(bodies, answers, strict=True):
             if outcome is None:
                 outcomes.retry((event,), "not sent before the export deadline")
             else:

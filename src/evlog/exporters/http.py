@@ -22,6 +22,7 @@ import attrs
 
 from evlog._errors import ConfigError
 from evlog._retry import parse_retry_after
+from evlog._serialize import encode_safely
 from evlog._version import __version__
 from evlog.exporters._base import ExportResult
 
@@ -48,6 +49,11 @@ __all__ = [
 RETRYABLE_STATUSES = frozenset({408, 429, *range(500, 600)}) - {501, 505}
 
 T = TypeVar("T")
+
+#: gzip level of compressed bodies. Measured on a batch of 1,000 similar events: level 1 costs about half of
+#: level 6 in CPU for a body about 1.9x larger, on a request that is a small share of the per-event cost
+#: either way; level 6 stays, since the bytes cross real networks.
+GZIP_LEVEL = 6
 
 
 def user_agent() -> str:
@@ -257,12 +263,12 @@ class HttpClient:
         all_headers = dict(self.headers)
         body = data
         if json_body is not None:
-            body = json.dumps(json_body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+            body = encode_safely(json_body)  # the shared encoder; a value without a JSON rule raises EncodeError
             all_headers.setdefault("Content-Type", "application/json")
         if headers:
             all_headers.update(headers)
         if compress and body is not None:
-            body = gzip.compress(body, compresslevel=6, mtime=0)
+            body = gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
             all_headers["Content-Encoding"] = "gzip"
         wait = self.timeout if timeout is None else max(0.05, min(self.timeout, timeout))
         response = None

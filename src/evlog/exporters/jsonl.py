@@ -3,7 +3,6 @@ a log collector."""
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from pathlib import Path
@@ -11,19 +10,9 @@ from typing import IO, Any
 
 import attrs
 
-from evlog._errors import EventRejected
-from evlog._event import Event
-from evlog._serialize import event_to_dict
+from evlog._serialize import event_wire
 from evlog.exporters._base import Batch, Exporter, ExportResult
 from evlog.exporters._result import ExportOutcomes
-
-
-def _line(event: Event) -> str:
-    try:
-        return json.dumps(event_to_dict(event), ensure_ascii=False, separators=(",", ":")) + "\n"
-    except (TypeError, ValueError) as exc:  # a processor put something JSON cannot hold into the event
-        raise EventRejected(f"event is not JSON-serializable ({exc})") from exc
-
 
 __all__ = ["JsonlExporter", "JsonlOptions"]
 
@@ -47,26 +36,38 @@ class JsonlExporter(Exporter):
 
     def __init__(self, options: JsonlOptions | None = None, /, **kwargs: Any) -> None:
         super().__init__(options, **kwargs)
-        self._file: IO[str] | None = None
+        self._file: IO[bytes] | None = None
         self._lock = threading.Lock()
 
     @property
     def path(self) -> Path:
         return Path(self.options.path)
 
-    def _open(self) -> IO[str]:
+    def _open(self) -> IO[bytes]:
         if self._file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = self.path.open("a", encoding="utf-8")
+            self._file = self.path.open("ab")
         return self._file
 
     def export(self, batch: Batch) -> ExportResult:
+        # Each event is encoded on its own (one that cannot be is rejected alone, with its field path), and the
+        # batch is written with one call. UTF-8, non-ASCII characters as they are (the encoding step's form).
         outcomes = ExportOutcomes(batch, label="jsonl")
-        lines = outcomes.prepare(batch.events, _line)
+        app = {
+            k: v
+            for k, v in (
+                ("release", self.app.release),
+                ("environment", self.app.environment),
+                ("service", self.app.service),
+            )
+            if v is not None
+        }
+        wire = (lambda event: {**event_wire(event), **app}) if app else event_wire
+        lines = outcomes.encode(batch.events, wire)
         try:
             with self._lock:
                 fh = self._open()
-                fh.write("".join(line for _event, line in lines))
+                fh.write(b"\n".join(line for _event, line in lines) + b"\n" if lines else b"")
                 fh.flush()
                 if self.options.fsync:
                     os.fsync(fh.fileno())

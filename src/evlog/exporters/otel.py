@@ -122,12 +122,12 @@ class OtelExporter(Exporter):
         self._given_provider = logger_provider
         self._provider: Any = None
         self._logger: Any = None
-        self._owned: list[_otel_api.CountingExporter] | None = None
+        self._owned: _otel_api.RecordCollector | None = None
         self._source = ""
         self._lock = threading.Lock()
         self._counters = _Counters()
         self._emitted = 0
-        self._failed_at_last_flush = 0
+        self._limits: tuple[int, int | None] = (_DEFAULT_ATTRIBUTE_LIMIT, None)
         self._closed = False
         if logger_provider is None and _otel_api.app_logger_provider() is None:
             _otel_api.check_environment()  # a misconfigured OTEL_* fails configure(), not every export
@@ -146,7 +146,7 @@ class OtelExporter(Exporter):
                 provider = _otel_api.app_logger_provider()
                 source = "global"
                 if provider is None:
-                    provider, self._owned = _otel_api.build_logger_provider()
+                    provider, self._owned = _otel_api.build_logger_provider(resource_attributes=self._app_resource())
                     source = "built"
             self._provider, self._source = provider, source
             self._logger = provider.get_logger(self.options.logger_name, version=__version__)
@@ -235,7 +235,7 @@ class OtelExporter(Exporter):
     def _attributes(self, event: Event) -> dict[str, Any]:
         """Data first, evlog's keys next, semantic-convention keys last: the SDK evicts the oldest keys, so
         even a provider with a lower limit than ours loses data before it loses ``exception.*``."""
-        limit = self._value_limit()
+        limit = self._limits[1]
         prefix = self.options.attribute_prefix
         data: dict[str, Any] = {}
         if event.data:
@@ -255,7 +255,7 @@ class OtelExporter(Exporter):
             fixed[f"{prefix}value"] = self._leaf(event.value, limit, 0)
         semconv: dict[str, Any] = {"log.record.uid": event.event_id}
         if event.user is not None and event.user.id is not None:
-            semconv["user.id"] = self._text(event.user.id, limit)
+            semconv["user.id"] = self._text(str(event.user.id), limit)  # semantic conventions: a string
         if event.session_id is not None:
             semconv["session.id"] = self._text(event.session_id, limit)
         exc = event.exception
@@ -271,7 +271,7 @@ class OtelExporter(Exporter):
             if exc.source_function is not None:
                 semconv["code.function.name"] = self._text(exc.source_function, limit)
 
-        cap = self._attribute_limit()
+        cap = self._limits[0]
         excess = len(data) + len(fixed) + len(semconv) - cap
         if excess > 0:
             # One slot goes to the count of what was left out, so the backend can see the record is partial.
@@ -288,6 +288,16 @@ class OtelExporter(Exporter):
 
     # --- export ------------------------------------------------------------------------------------------
 
+    def _app_resource(self) -> dict[str, str]:
+        """The app's fields as the semantic conventions name them, for a provider evlog builds."""
+        app = self.app
+        found = {
+            "service.name": app.service,
+            "service.version": app.release,
+            "deployment.environment.name": app.environment,
+        }
+        return {key: value for key, value in found.items() if value}
+
     def export(self, batch: Batch) -> ExportResult:
         outcomes = ExportOutcomes(batch)
         try:
@@ -296,6 +306,10 @@ class OtelExporter(Exporter):
             outcomes.refuse(batch.events, f"cannot build an OpenTelemetry logger provider: {exc}")
             return outcomes.result()
         observed = time.time_ns()
+        # Read once per batch, not per event (each reads the environment).
+        self._limits = (self._attribute_limit(), self._value_limit())
+        collector = self._owned
+        emitted: list[Event] = []
         for event in batch.events:
             try:
                 _otel_api.emit(
@@ -311,30 +325,32 @@ class OtelExporter(Exporter):
             except Exception as exc:
                 outcomes.reject(event, f"the OpenTelemetry SDK refused the record: {type(exc).__name__}: {exc}")
             else:
-                outcomes.accept((event,))
-                self._emitted += 1
+                emitted.append(event)
+        if collector is not None and emitted:
+            # A provider evlog built: the records of this batch go to the SDK's exporters in one call each,
+            # and their verdict is the batch's (the OTLP exporters retry transient trouble themselves, within
+            # OTEL_EXPORTER_OTLP_TIMEOUT, so a failure they report is final).
+            problem = collector.export_collected()
+            if problem is not None:
+                outcomes.refuse(emitted, f"the OpenTelemetry exporter did not deliver: {problem}")
+                return outcomes.result()
+        outcomes.accept(emitted)
+        self._emitted += len(emitted)
         return outcomes.result()
 
     def _sdk_failures(self) -> int:
-        return sum(exporter.failed for exporter in self._owned or ())
+        return self._owned.failed if self._owned is not None else 0
 
     def force_flush(self, timeout: float) -> bool:
-        """Flushes only a provider evlog built; False when its exporter failed to deliver since the last flush
-        (the SDK's own ``force_flush`` says True even then)."""
-        if self._owned is None or self._provider is None:
-            return True
-        done = bool(self._provider.force_flush(int(timeout * 1000)))
-        failed = self._sdk_failures()
-        ok = done and failed == self._failed_at_last_flush
-        self._failed_at_last_flush = failed
-        return ok
+        """Nothing to do for a provider evlog built (each export delivers its records before it returns: the
+        outcome, sent or failed, is already in the stats); a given or global provider is the app's to flush."""
+        return True
 
     def shutdown(self, timeout: float) -> None:
         if self._closed:
             return
         self._closed = True
         if self._owned is not None and self._provider is not None:
-            self._provider.force_flush(int(timeout * 1000))
             self._provider.shutdown()
 
     def reset_after_fork(self) -> None:

@@ -11,7 +11,6 @@ accepts both: any 2xx is success, ``session_id`` or ``id`` names a new session, 
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -24,7 +23,7 @@ import attrs
 from evlog._errors import ConfigError, EventRejected
 from evlog._event import Event
 from evlog._guard import guarded
-from evlog._serialize import rfc3339
+from evlog._serialize import EncodeError, encode_safely, rfc3339
 from evlog.exporters._base import Batch, Exporter, ExportResult
 from evlog.exporters._result import ExportOutcomes
 from evlog.exporters.http import HttpClient, HttpOutcome, ParallelSender, check_url, outcome_to_result
@@ -162,8 +161,8 @@ def event_payload(
 
 def _encode(payload: Mapping[str, Any]) -> bytes:
     try:
-        return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
-    except (TypeError, ValueError) as exc:
+        return encode_safely(payload)
+    except EncodeError as exc:
         raise EventRejected(f"data cannot be sent as JSON ({exc})") from None
 
 
@@ -180,10 +179,14 @@ class SessionServerExporter(Exporter):
         super().__init__(options, **kwargs)
         opts = self.options
         check_url(opts.url, option="exporters.session_server.url", allow_insecure_http=opts.allow_insecure_http)
-        if not opts.session_id and not (opts.product and opts.version):
+        # A session's product and version: the options, else the app's service and release (configure()).
+        self._product = opts.product or self.app.service
+        self._version = opts.version or self.app.release
+        if not opts.session_id and not (self._product and self._version):
             raise ConfigError(
                 "set session_id (EVLOG_SESSION_SERVER_SESSION_ID) to use an existing session, or product and "
-                "version (EVLOG_SESSION_SERVER_PRODUCT, EVLOG_SESSION_SERVER_VERSION) to let evlog create one",
+                "version (EVLOG_SESSION_SERVER_PRODUCT, EVLOG_SESSION_SERVER_VERSION, or the service and release "
+                "options) to let evlog create one",
                 path="exporters.session_server",
             )
         self._base = opts.url.rstrip("/")
@@ -230,7 +233,7 @@ class SessionServerExporter(Exporter):
     def _create_session(self, timeout: float) -> tuple[str | None, ExportResult | None]:
         """(new session id, None) or (None, the result that explains why there is none)."""
         opts = self.options
-        body: dict[str, Any] = {"product": opts.product, "version": opts.version}
+        body: dict[str, Any] = {"product": self._product, "version": self._version}
         if opts.hostname:
             body["hostname"] = opts.hostname
         if opts.machine_id:

@@ -8,7 +8,6 @@ single bad event would otherwise vanish without a count, or cost every other eve
 
 from __future__ import annotations
 
-import json
 import math
 import platform
 import re
@@ -21,8 +20,9 @@ from typing import Any
 import attrs
 
 from evlog._errors import EventRejected
-from evlog._event import Event, User
-from evlog._values import to_json_data
+from evlog._event import Event, Level, User
+from evlog._serialize import dumps
+from evlog._values import to_json_value
 from evlog._version import __version__
 from evlog.exporters._base import Batch, Exporter, ExportResult
 from evlog.exporters._result import ExportOutcomes
@@ -59,7 +59,31 @@ _ENVELOPE_SLACK = 512
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return dumps(value).decode("utf-8")
+
+
+def _stringify(value: Any) -> str:
+    """A metadata value as its JSON text (Statsig's documented schema), by hand for scalars: no encoder call
+    per value. Floats use ``repr`` as ``json.dumps`` does; containers take one encoder call."""
+    tp = type(value)
+    if tp is str:
+        return value  # type: ignore[no-any-return]
+    if tp is int:
+        return str(value)
+    if tp is bool:
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if tp is float:
+        return repr(value) if math.isfinite(value) else to_json_value(value)[0]  # type: ignore[no-any-return]
+    try:
+        return _dumps(value)
+    except (TypeError, ValueError, RecursionError):  # a value a processor added after the conversion
+        return _dumps(to_json_value(value)[0])
+
+
+_LEVEL_TEXT = {level: level.value for level in Level}
+_TAKEN = frozenset((*RESERVED_METADATA_KEYS, TRUNCATION_KEY))
 
 
 def _positive(_inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
@@ -111,12 +135,6 @@ class StatsigOptions:
     allow_insecure_http: bool = False
 
 
-@attrs.frozen
-class _Prepared:
-    event: Event
-    payload: bytes
-
-
 class StatsigExporter(Exporter):
     """Posts batches to ``log_event``; see ``docs/exporters/statsig.md`` for the mapping and the limits."""
 
@@ -142,6 +160,7 @@ class StatsigExporter(Exporter):
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {"metadata_truncated": 0, "values_truncated": 0, "split_exports": 0}
         self._counting = True
+        self._last_user: tuple[User | None, dict[str, Any] | None] = (None, None)
 
     # --- mapping ---------------------------------------------------------------------------------------
 
@@ -151,60 +170,78 @@ class StatsigExporter(Exporter):
         with self._lock:
             self._counts[key] += n
 
-    def _metadata_value(self, value: Any) -> Any:
-        if not self.options.stringify_metadata or isinstance(value, str):
-            return value
-        return _dumps(value)
-
-    def _metadata(self, event: Event) -> dict[str, Any]:
-        own: dict[str, Any] = {"level": event.level.value}
+    def _metadata(self, event: Event) -> tuple[dict[str, Any], int]:
+        """The metadata and an upper bound of its stringified length (exact length only when needed)."""
+        stringify = self.options.stringify_metadata
+        level = _LEVEL_TEXT[event.level]
+        meta: dict[str, Any] = {"level": level}
+        size = 5 + len(level)
         if event.category is not None:
-            own["category"] = event.category
+            meta["category"] = event.category
+            size += 8 + len(event.category)
         if event.labels:
-            own["labels"] = list(event.labels)
+            meta["labels"] = labels = _dumps(list(event.labels)) if stringify else list(event.labels)
+            size += 6 + len(labels)
         if event.message is not None:
-            own["message"] = event.message
-        meta = {key: self._metadata_value(value) for key, value in own.items()}
+            meta["message"] = event.message
+            size += 7 + len(event.message)
         for key, value in event.data.items():
             target = key
-            while target in meta or target in RESERVED_METADATA_KEYS or target == TRUNCATION_KEY:
+            while target in meta or target in _TAKEN:
                 target = "data_" + target
-            meta[target] = self._metadata_value(value)
-        return meta
+            if stringify:
+                meta[target] = text = value if type(value) is str else _stringify(value)
+                size += len(target) + len(text)
+            else:
+                meta[target] = value
+        # Escaping makes one character at most six (\u0000); each entry adds quotes, a colon and a comma.
+        return meta, 6 * size + 6 * len(meta) + 2 if stringify else -1
 
     def _user(self, user: User | None) -> dict[str, Any] | None:
+        # Events logged with the same User share its wire form (read-only: it is only encoded).
+        if user is not None and user is self._last_user[0]:
+            return self._last_user[1]  # type: ignore[no-any-return]
+        wire = self._user_wire(user)
+        if user is not None:
+            self._last_user = (user, wire)
+        return wire
+
+    def _user_wire(self, user: User | None) -> dict[str, Any] | None:
         out: dict[str, Any] = {}
         if user is not None:
             for wire, value in (
-                ("userID", user.id),
+                ("userID", None if user.id is None else str(user.id)),  # Statsig's userID is a string
                 ("email", user.email),
                 ("ip", user.ip),
                 ("userAgent", user.user_agent),
                 ("country", user.country),
                 ("locale", user.locale),
-                ("appVersion", user.app_version),
+                ("appVersion", user.app_version or self.app.release),
             ):
                 if value is not None:
                     out[wire] = value
             if user.custom:
-                out["custom"] = to_json_data(user.custom)[0]
+                out["custom"] = user.custom  # converted when the event was built (shared, not copied)
             if user.custom_ids:
-                out["customIDs"] = dict(user.custom_ids)
+                out["customIDs"] = user.custom_ids
             # user.private_attributes: never sent (Statsig's own SDKs strip them before logging).
-        if self.options.environment_tier:
-            out["statsigEnvironment"] = {"tier": self.options.environment_tier}
+        elif self.app.release:
+            out["appVersion"] = self.app.release
+        tier = self.options.environment_tier or self.app.environment
+        if tier:
+            out["statsigEnvironment"] = {"tier": tier}
         return out or None
 
     def _value(self, value: Any) -> Any:
         if isinstance(value, float) and not math.isfinite(value):
-            return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+            return to_json_value(value)[0]
         if isinstance(value, str) and len(value) > MAX_STRING_CHARS:
             self._count("values_truncated")
             return value[:MAX_STRING_CHARS]
         return value
 
-    def _prepare(self, event: Event) -> _Prepared:
-        """The event's JSON; ``EventRejected`` naming the Statsig rule it breaks when it cannot be sent."""
+    def _wire(self, event: Event) -> dict[str, Any]:
+        """The event's wire form; ``EventRejected`` naming the Statsig rule it breaks when it cannot be sent."""
         name = event.name
         if not isinstance(name, str) or not name:
             raise EventRejected("eventName must be a non-empty string")
@@ -223,63 +260,65 @@ class StatsigExporter(Exporter):
         user = self._user(event.user)
         if user is not None:
             wire["user"] = user
-        try:
-            meta = self._metadata(event)
-            text = _dumps(meta)
-            if len(text) > MAX_METADATA_CHARS:
-                meta = _fit_metadata(meta, MAX_METADATA_CHARS)
-                self._count("metadata_truncated")
-            wire["metadata"] = meta
-            payload = _dumps(wire).encode("utf-8")
-        except (TypeError, ValueError) as exc:  # a processor put something JSON cannot hold into the event
-            raise EventRejected(f"event is not JSON-serializable ({exc})") from exc
-        if len(payload) > self.options.max_request_bytes - _ENVELOPE_SLACK:
-            raise EventRejected(
-                f"event is {len(payload)} bytes serialized, more than a whole request may be "
-                f"({self.options.max_request_bytes} bytes)"
-            )
-        return _Prepared(event, payload)
+        meta, bound = self._metadata(event)
+        # With string values, a cheap upper bound spares the exact length for all but large metadata.
+        needs_check = bound < 0 or bound > MAX_METADATA_CHARS
+        if needs_check and len(_dumps(meta)) > MAX_METADATA_CHARS:
+            meta = _fit_metadata(meta, MAX_METADATA_CHARS)
+            self._count("metadata_truncated")
+        wire["metadata"] = meta
+        return wire
 
     # --- sending ---------------------------------------------------------------------------------------
 
-    def _chunks(self, prepared: list[_Prepared]) -> list[list[_Prepared]]:
-        """Consecutive groups whose request body stays under ``max_request_bytes``."""
+    def _requests(self, outcomes: ExportOutcomes, wires: list[tuple[Event, Any]]) -> list[tuple[list[Event], bytes]]:
+        """The request bodies for the mapped events: the whole batch in one encoder call when it fits in one
+        request (the common case); otherwise each event encoded on its own (in its guard) and grouped."""
+        if not wires:
+            return []
         budget = self.options.max_request_bytes - _ENVELOPE_SLACK
-        chunks: list[list[_Prepared]] = []
-        current: list[_Prepared] = []
-        size = 0
-        for item in prepared:
-            cost = len(item.payload) + 1
-            if current and size + cost > budget:
-                chunks.append(current)
-                current, size = [], 0
-            current.append(item)
-            size += cost
-        if current:
-            chunks.append(current)
-        return chunks
+        try:
+            body = dumps({"events": [wire for _event, wire in wires], "statsigMetadata": self._envelope})
+        except (TypeError, ValueError, RecursionError):
+            body = b""  # some event needs the per-event path (a value a processor added after the conversion)
+        if body and len(body) <= budget:
+            return [([event for event, _wire in wires], body)]
+        encoded: list[tuple[Event, bytes]] = []
+        for event, payload in outcomes.encode_mapped(wires):
+            if len(payload) > budget:
+                outcomes.reject(
+                    event,
+                    f"statsig: event is {len(payload)} bytes serialized, more than a whole request may be "
+                    f"({self.options.max_request_bytes} bytes)",
+                )
+            else:
+                encoded.append((event, payload))
+        return [([event for event, _ in chunk], self._body(chunk)) for chunk in _chunks(encoded, budget)]
 
-    def _body(self, chunk: list[_Prepared]) -> bytes:
-        metadata = {
+    @property
+    def _envelope(self) -> dict[str, Any]:
+        return {
             "sdkType": SDK_TYPE,
             "sdkVersion": __version__,
             "languageVersion": platform.python_version(),
             "sessionID": self._session_id,
         }
-        events = b",".join(item.payload for item in chunk)
-        return b'{"events":[' + events + b'],"statsigMetadata":' + _dumps(metadata).encode() + b"}"
 
-    def _post(self, chunk: list[_Prepared], batch: Batch) -> HttpOutcome:
+    def _body(self, chunk: list[tuple[Event, bytes]]) -> bytes:
+        events = b",".join(payload for _event, payload in chunk)
+        return b'{"events":[' + events + b'],"statsigMetadata":' + dumps(self._envelope) + b"}"
+
+    def _post(self, events: list[Event], body: bytes, batch: Batch) -> HttpOutcome:
         headers = {
             "STATSIG-CLIENT-TIME": str(int(time.time() * 1000)),
-            "STATSIG-EVENT-COUNT": str(len(chunk)),
+            "STATSIG-EVENT-COUNT": str(len(events)),
             "STATSIG-SERVER-SESSION-ID": self._session_id,
             "STATSIG-RETRY-COUNT": str(batch.attempt),
         }
         return self._http.request(
             "POST",
             self.options.endpoint,
-            data=self._body(chunk),
+            data=body,
             headers=headers,
             compress=self.options.compress,
             timeout=batch.time_left(self.options.timeout),
@@ -288,17 +327,15 @@ class StatsigExporter(Exporter):
     def export(self, batch: Batch) -> ExportResult:
         self._counting = batch.attempt == 0
         outcomes = ExportOutcomes(batch, label="statsig")
-        prepared = [item for _event, item in outcomes.prepare(batch.events, self._prepare)]
-        chunks = self._chunks(prepared)
-        if len(chunks) > 1:
+        requests = self._requests(outcomes, outcomes.prepare(batch.events, self._wire))
+        if len(requests) > 1:
             self._count("split_exports")
-        for index, chunk in enumerate(chunks):
+        for index, (events, body) in enumerate(requests):
             if batch.deadline is not None and batch.time_left(1.0) <= 0:
-                unsent = [item.event for later in chunks[index:] for item in later]
+                unsent = [event for later, _ in requests[index:] for event in later]
                 outcomes.retry(unsent, "statsig: export deadline reached before every request was sent")
                 break
-            events = [item.event for item in chunk]
-            outcome = self._post(chunk, batch)
+            outcome = self._post(events, body, batch)
             parsed = outcome.json() if outcome.ok else None
             if isinstance(parsed, dict) and parsed.get("success") is False:
                 reason = f"statsig: HTTP {outcome.status} with success=false: {outcome.server_message()}"
@@ -307,7 +344,7 @@ class StatsigExporter(Exporter):
             outcomes.record(events, outcome, reason=f"statsig: {outcome.describe()}")
             if not outcome.ok and outcome.retryable:
                 # The backend is struggling: keep the rest of the batch for the retry instead of pushing on.
-                rest = [item.event for later in chunks[index + 1 :] for item in later]
+                rest = [event for later, _ in requests[index + 1 :] for event in later]
                 outcomes.retry(rest, f"statsig: {outcome.describe()}")
                 break
         return outcomes.result()
@@ -328,6 +365,23 @@ class StatsigExporter(Exporter):
         self._lock = threading.Lock()
         # The child is a new process: Statsig's SDKs use one session id per process.
         self._session_id = str(uuid.uuid4())
+
+
+def _chunks(encoded: list[tuple[Event, bytes]], budget: int) -> list[list[tuple[Event, bytes]]]:
+    """Consecutive groups whose request body stays under ``budget`` bytes."""
+    chunks: list[list[tuple[Event, bytes]]] = []
+    current: list[tuple[Event, bytes]] = []
+    size = 0
+    for item in encoded:
+        cost = len(item[1]) + 1
+        if current and size + cost > budget:
+            chunks.append(current)
+            current, size = [], 0
+        current.append(item)
+        size += cost
+    if current:
+        chunks.append(current)
+    return chunks
 
 
 def _fit_metadata(meta: dict[str, Any], limit: int) -> dict[str, Any]:
