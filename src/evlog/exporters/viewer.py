@@ -126,7 +126,7 @@ class ViewerExporter(Exporter):
         events = [event for event, _ in encoded]
         data = self._body([line for _, line in encoded])
         try:
-            status = self._post(data, batch.time_left(self.options.timeout))
+            status = self._post(data, max(0.05, batch.time_left(self.options.timeout)))
         except (OSError, http.client.HTTPException):
             # Never retried: the viewer is optional, and events waiting for one would only pile up. The drop is
             # counted by the pipeline and logged at debug level only (``optional``).

@@ -9,7 +9,7 @@ const POLL_MS = 250;      // pause between polls when caught up
 const CHART_SECONDS = 300;
 
 const state = { events: [], last: 0, paused: false, selected: null, dirty: false,
-                buckets: new Map(), categories: new Set(), names: new Set(), seen: 0 };
+                buckets: new Map(), categories: new Set(), names: new Set(), seen: 0, missed: 0 };
 const $ = (id) => document.getElementById(id);
 
 function el(tag, text, className) {
@@ -45,6 +45,7 @@ async function poll() {
       const page = await response.json();
       if (page.last < state.last) state.events = [];  // the viewer restarted
       page.events.forEach(receive);
+      state.missed += page.missed;  // the server's ring forgot them before this page asked
       if (state.events.length > KEEP) state.events.splice(0, state.events.length - KEEP);
       state.last = page.last;
       renderProcesses(page.processes);
@@ -98,7 +99,8 @@ function renderTable() {
   $("events").tBodies[0].replaceChildren(...shown);
   $("shown").textContent = `${total} matching of ${state.events.length} kept` +
     (total > MAX_ROWS ? ` (the newest ${MAX_ROWS} shown)` : "");
-  $("count").textContent = `${state.seen} events received`;
+  $("count").textContent = `${state.seen} events received` +
+    (state.missed ? ` (${state.missed} more passed while this page was away)` : "");
   fillList("categories", state.categories);
   fillList("names", state.names);
 }
