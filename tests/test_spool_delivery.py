@@ -157,6 +157,29 @@ def test_a_corrupt_spool_file_is_set_aside_with_a_warning(tmp_path: Path, caplog
     assert any("corrupt" in r.getMessage() or "set aside" in r.getMessage() for r in caplog.records)
 
 
+def test_events_the_spool_cannot_give_back_are_counted_not_lost_silently(
+    backend: tuple[RecordingServer, _Switchable], tmp_path: Path
+) -> None:
+    import sqlite3
+
+    from evlog._api import current_client
+
+    server, switch = backend
+    evlog.configure(**json.loads(_config(server, tmp_path / "spool", max_queue_size=20)))
+    for i in range(200):
+        evlog.log_event("e", data={"i": i})
+    evlog.flush(0.3)  # the backend is down: the buffer holds 20, the rest is on disk only
+    client = current_client()
+    assert client is not None and client.keeper is not None and client.keeper.spool is not None
+    with sqlite3.connect(client.keeper.spool.path) as db:  # a disk that garbles what it holds
+        db.execute("UPDATE batches SET body = x'00'")
+    switch.down = False
+    evlog.flush(10)
+    stats = evlog.stats()["statsig"]
+    assert stats.dropped.get("spool_unreadable", 0) > 0
+    assert stats.sent + stats.dropped_total + stats.queued + stats.unknown == stats.logged == 200
+
+
 def test_events_older_than_spool_max_age_are_dropped_and_counted(
     backend: tuple[RecordingServer, _Switchable], tmp_path: Path
 ) -> None:

@@ -51,6 +51,8 @@ class DropReason(str, enum.Enum):
     SPOOL_FULL = "spool_full"
     #: Events waited in the durable spool longer than ``spool_max_age``.
     SPOOL_EXPIRED = "spool_expired"
+    #: Events kept in the durable spool could not be read back (a corrupt row, a failing disk).
+    SPOOL_UNREADABLE = "spool_unreadable"
     #: The request was sent but no answer came before the shutdown deadline: the backend may have stored the
     #: events or not. Counted apart (``ExporterStats.unknown``), never as sent and never among the drops.
     OUTCOME_UNKNOWN = "outcome_unknown"

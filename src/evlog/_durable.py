@@ -206,6 +206,14 @@ class Keeper:
             overflow.cursor = seq
             overflow.spilled = max(0, overflow.spilled - 1)
         if len(loaded) < room:  # caught up: new events go straight to the buffer again
+            if overflow.spilled:
+                # Kept on disk but not given back (an unreadable row, a failing disk): lost, and said so.
+                self.reporter.drop(
+                    DropReason.SPOOL_UNREADABLE,
+                    overflow.spilled,
+                    exporter=pipeline.name,
+                    detail="the spool could not give these events back (an unreadable row or a failing disk)",
+                )
             overflow.cursor = None
             overflow.spilled = 0
         self._release_markers(pipeline, overflow)
