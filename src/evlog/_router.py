@@ -19,8 +19,9 @@ from evlog._buffer import FlushMarker
 from evlog._build import Raw, materialize
 from evlog._durable import PERSIST_INTERVAL, Keeper
 from evlog._event import Event
-from evlog._guard import guarded, in_evlog
+from evlog._guard import in_evlog
 from evlog._pipeline import Pipeline
+from evlog._processors import run_processors
 from evlog.typing import Processor
 
 __all__ = ["FlushRequest", "Router"]
@@ -219,7 +220,11 @@ class Router:
                     DropReason.BUILD_ERROR, 1, detail=f"could not build the event: {type(exc).__name__}: {exc}"
                 )
                 continue
-            event = self._process(built) if self.before_send else built
+            event = (
+                run_processors(built, self.before_send, self.reporter, self._lost_before_fan_out)
+                if self.before_send
+                else built
+            )
             if event is not None:
                 segment.append(event)
                 if len(segment) >= _SEGMENT:
@@ -280,37 +285,6 @@ class Router:
                 detail=f"the intake queue held max_queue_size={self.capacity} events; the app logs faster than "
                 "events can be processed",
             )
-
-    def _process(self, event: Event) -> Event | None:
-        for processor in self.before_send:
-            try:
-                with guarded():
-                    out = processor(event)
-            except Exception as exc:
-                self._lost_before_fan_out(1)
-                self.reporter.warn(
-                    f"processor:{getattr(processor, '__qualname__', processor)!s}",
-                    f"before_send processor {processor!r} raised; its event is dropped",
-                    exc_info=True,
-                )
-                self.reporter.drop(
-                    DropReason.PROCESSOR_ERROR, 1, events=(event,), detail=f"{type(exc).__name__}: {exc}"
-                )
-                return None
-            if out is None:
-                self.reporter.drop(DropReason.BEFORE_SEND, 1, events=(event,), detail=repr(processor))
-                return None
-            if not isinstance(out, Event):
-                self._lost_before_fan_out(1)
-                self.reporter.drop(
-                    DropReason.PROCESSOR_ERROR,
-                    1,
-                    events=(event,),
-                    detail=f"before_send processor {processor!r} returned {type(out).__name__}, not an Event",
-                )
-                return None
-            event = out
-        return event
 
     # --- control ---------------------------------------------------------------------------------------------
 
